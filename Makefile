@@ -1,0 +1,58 @@
+# moe-lab: `make lab` opens the workbook, `make test` runs every test (notebooks included).
+# Both create a virtual environment in .venv on first use. Without a GPU the CPU build of torch is
+# installed (torch==2.13.0); with one (nvidia-smi works) the environment sees the system's torch.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.moe-lab-installed
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+PORT ?= 8888
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup lab test test-fast book bench student browser-deps clean help
+
+help:
+	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
+	@echo "make test     set up .venv and run every test, notebooks included"
+	@echo "make book     execute every notebook headless and render HTML into book/"
+	@echo "make bench    run the GPU benchmark (python -m moe_lab.bench), results into data/bench/"
+	@echo "make student  write the student edition (solutions removed) into student/"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "== setting up $(VENV) (first run takes a few minutes) =="
+	@if [ -n "$(HAS_GPU)" ]; then $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
+	@if [ -z "$(HAS_GPU)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "== no GPU: installing the CPU build of torch =="; \
+	  $(PY) -m pip install -q torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2); fi
+	$(PY) -m pip install -q -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+browser-deps:
+	@bash tools/browser-deps.sh || echo "browser deps unavailable: the browser test will be skipped"
+
+test: setup browser-deps
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
+
+book: setup
+	$(PY) -m moe_lab.book --out book
+
+bench: setup
+	$(PY) -m moe_lab.bench $(BENCH_ARGS)
+
+student: setup
+	$(PY) -m moe_lab.student --out student
+
+clean:
+	rm -rf $(VENV) book student test-artifacts

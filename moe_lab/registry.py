@@ -1,0 +1,46 @@
+"""The stages by name, in teaching order, with a one-line description each."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str
+    summary: str
+    uses_triton: bool = True
+
+    def load(self):
+        """The stage's module (imported on first use, after the backend is chosen)."""
+        return importlib.import_module(f"moe_lab.stages.{self.module}")
+
+    def run(self, topk_ids, current_expert_start_id, num_local_experts):
+        return self.load().run(topk_ids, current_expert_start_id, num_local_experts)
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in [
+    Stage("torch", "torch_ref", "PyTorch reference: compare, where, bincount; the contract", False),
+    Stage("row_loop", "row_loop", "per-token vector of tl.arange(0, topk): fails for topk 6"),
+    Stage("naive", "naive", "one scalar load, store and atomic per slot: any topk, serial"),
+    Stage("tl_full", "tl_full", "flat masked power-of-two block, atomic value tl.full([BLOCK], 1)"),
+    Stage("scalar_atomic", "scalar_atomic", "same block, scalar 1 as atomic value: rtp-llm's kernel"),
+    Stage("relaxed", "relaxed", "scalar_atomic with sem='relaxed': no ordering the count never needed"),
+    Stage("block_histogram", "block_histogram", "tl.histogram per tile, one atomic per expert per program"),
+    Stage("decode", "decode", "one program stores every count: no memset, no atomics (small inputs)"),
+    Stage("best", "best", "dispatch by size: decode, else memset + persistent block_histogram"),
+]}
+
+
+def stage(name: str) -> Stage:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown variant {name!r}; choose one of: {', '.join(STAGES)}") from None
+
+
+def list_stages() -> list[tuple[str, str]]:
+    """``[(name, one-line summary), ...]`` in teaching order."""
+    return [(s.name, s.summary) for s in STAGES.values()]

@@ -1,0 +1,49 @@
+"""Stage 7, ``decode``: one program for small batches; counts stored, never accumulated.
+
+At decode time a rank sees a few hundred slots, and every stage so far spends more time on
+launches than on work: ``torch.zeros`` for the counts (a memset kernel), then the kernel, whose
+atomics must wait for that memset. Under CUDA-graph replay, where launch cost on the CPU is gone,
+that pair is what remains.
+
+What changed: one program walks every tile of the input (the ``block_histogram`` kernel launched
+with a grid of 1 and ``WRITE_COUNTS=True``), so it owns all ``num_local`` counters and simply
+*stores* its final histogram, every counter, zeros included. No memset launch, no atomics, one
+kernel. It is the right tool only while one SM can stream the input quickly, which is why ``best``
+uses it up to ``MAX_SLOTS`` and the multi-program histogram above that.
+"""
+
+from __future__ import annotations
+
+import triton
+
+from ._launch import prepare
+from .block_histogram import MAX_BINS, block_histogram_kernel, num_bins
+
+MAX_SLOTS = 8192
+NUM_WARPS = 4
+
+
+def tile_size(num_total: int) -> int:
+    """One tile for inputs up to 2048 slots, else tiles of 2048 looped over by the program."""
+    return min(2048, max(16, triton.next_power_of_2(num_total)))
+
+
+def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=NUM_WARPS):
+    """Launch on prepared buffers; counts need no zeroing (every one is stored)."""
+    num_total = topk_ids.numel()
+    block_histogram_kernel[(1,)](topk_ids, adjusted, counts, num_total, start, num_local,
+                                 BLOCK=block or tile_size(num_total), NUM_BINS=num_bins(num_local),
+                                 WRITE_COUNTS=True, num_warps=num_warps)
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
+                                                 num_local_experts, stage="decode", zero_counts=False)
+    if num_bins(num_local) > MAX_BINS:
+        raise ValueError(f"decode keeps a histogram of num_local_experts={num_local} bins in registers; "
+                         f"it supports at most {MAX_BINS}. Use variant='best'")
+    if topk_ids.numel() == 0:
+        counts.zero_()
+    else:
+        launch(topk_ids, adjusted, counts, start, num_local)
+    return adjusted, counts

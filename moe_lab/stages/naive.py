@@ -1,0 +1,45 @@
+"""Stage 2, ``naive``: every slot loaded, remapped, stored and counted one scalar at a time.
+
+What changed from ``row_loop``: the inner ``tl.arange(0, TOPK)`` vector became a loop over
+``topk`` scalars, so any topk works (6 included). What it cost: each program now runs a serial
+chain of scalar loads, stores and atomics, with one thread in a warp doing useful work; the GPU's
+32-wide SIMT lanes and its memory coalescing are both thrown away. Correct, and slow.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._launch import prepare
+
+TOKENS_PER_PROGRAM = 32
+
+
+@triton.jit
+def naive_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, topk, start, num_local,
+                 TOKENS_PER_PROGRAM: tl.constexpr):
+    pid = tl.program_id(0)
+    for i in range(TOKENS_PER_PROGRAM):
+        token = pid * TOKENS_PER_PROGRAM + i
+        if token < num_tokens:
+            for k in range(topk):
+                slot = token * topk + k
+                expert = tl.load(ids_ptr + slot)
+                if (expert >= start) & (expert < start + num_local):
+                    tl.store(adjusted_ptr + slot, expert - start)
+                    tl.atomic_add(count_ptr + (expert - start), 1)
+                else:
+                    tl.store(adjusted_ptr + slot, -1)
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
+                                                 num_local_experts, stage="naive")
+    num_tokens, topk = topk_ids.shape
+    if topk_ids.numel() == 0:
+        return adjusted, counts
+    grid = (triton.cdiv(num_tokens, TOKENS_PER_PROGRAM),)
+    naive_kernel[grid](topk_ids, adjusted, counts, num_tokens, topk, start, num_local,
+                       TOKENS_PER_PROGRAM=TOKENS_PER_PROGRAM)
+    return adjusted, counts

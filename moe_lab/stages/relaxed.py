@@ -1,0 +1,46 @@
+"""Stage 5, ``relaxed``: ``scalar_atomic`` with ``sem="relaxed"`` atomics.
+
+What changed: one keyword. By default Triton's ``tl.atomic_add`` is ``acq_rel`` at GPU scope: on
+NVIDIA it becomes ``atom.global.gpu.acq_rel.add``, which orders every earlier and later memory access
+of the thread around the atomic. Counting needs none of that ordering: nobody reads a counter until
+the kernel is over, and the end of a kernel orders everything anyway. ``sem="relaxed"`` emits
+``atom.global.gpu.relaxed.add`` (notebook 04's IR viewer shows the difference), which lets the
+memory system pipeline the atomics; it helps most when there are few of them, i.e. small batches.
+It does not remove the contention on the counters' L2 line: that takes ``block_histogram``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._launch import prepare
+from .tl_full import block_size
+
+
+@triton.jit
+def relaxed_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                   BLOCK: tl.constexpr):
+    slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid_slot = slot < num_total
+    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
+    local = (expert >= start) & (expert < start + num_local) & valid_slot
+    local_expert = tl.where(local, expert - start, -1)
+    tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
+    tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")
+
+
+def launch(topk_ids, adjusted, counts, start, num_local, block=None):
+    """Launch on prepared buffers (counts must be zeroed)."""
+    num_total = topk_ids.numel()
+    block = block or block_size(topk_ids.shape[1])
+    relaxed_kernel[(triton.cdiv(num_total, block),)](topk_ids, adjusted, counts, num_total, start,
+                                                     num_local, BLOCK=block)
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
+                                                 num_local_experts, stage="relaxed")
+    if topk_ids.numel():
+        launch(topk_ids, adjusted, counts, start, num_local)
+    return adjusted, counts

@@ -1,0 +1,71 @@
+"""Stage 1, ``row_loop``: one program per block of tokens, a vector of ``topk`` ids per token.
+
+The first kernel anyone writes: each program walks ``TOKENS_PER_PROGRAM`` tokens; for each token it
+loads that token's ``topk`` ids as one small vector (``tl.arange(0, TOPK)``), remaps them, stores them
+and adds 1 to the counter of every local id.
+
+Why it had to change: ``tl.arange`` only makes power-of-two ranges (Triton lays a block out over
+threads in powers of two). Mixtral's top-2 and DeepSeek-V3's top-8 work; DeepSeek-V2-Lite's top-6
+does not compile. ``run`` turns Triton's error into :class:`NonPowerOfTwoTopkError`, which says why
+and what the next stages do about it.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import prepare
+
+TOKENS_PER_PROGRAM = 32
+
+
+class NonPowerOfTwoTopkError(ValueError):
+    """``row_loop`` was asked for a topk that ``tl.arange`` cannot make."""
+
+
+@triton.jit
+def row_loop_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, start, num_local,
+                    TOPK: tl.constexpr, TOKENS_PER_PROGRAM: tl.constexpr):
+    pid = tl.program_id(0)
+    k = tl.arange(0, TOPK)  # needs TOPK to be a power of two
+    for i in range(TOKENS_PER_PROGRAM):
+        token = pid * TOKENS_PER_PROGRAM + i
+        if token < num_tokens:
+            ids = tl.load(ids_ptr + token * TOPK + k)
+            is_local = (ids >= start) & (ids < start + num_local)
+            adjusted = tl.where(is_local, ids - start, -1)
+            tl.store(adjusted_ptr + token * TOPK + k, adjusted)
+            tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
+                                                 num_local_experts, stage="row_loop")
+    num_tokens, topk = topk_ids.shape
+    if topk_ids.numel() == 0:
+        return adjusted, counts
+    grid = (triton.cdiv(num_tokens, TOKENS_PER_PROGRAM),)
+    try:
+        row_loop_kernel[grid](topk_ids, adjusted, counts, num_tokens, start, num_local,
+                              TOPK=topk, TOKENS_PER_PROGRAM=TOKENS_PER_PROGRAM)
+    except Exception as err:  # Triton's own error type differs between compiler and interpreter
+        if topk & (topk - 1) == 0:
+            raise
+        raise NonPowerOfTwoTopkError(
+            f"row_loop cannot run topk={topk}: the kernel loads each token's ids with "
+            f"tl.arange(0, {topk}), and Triton only builds power-of-two ranges "
+            f"(Triton said: {_first_line(err)}). Powers of two work (1, 2, 4, 8); DeepSeek-V2-Lite's "
+            f"top-6 does not. The next stage, 'naive', loops over the slots one at a time and works "
+            f"for any topk; 'tl_full' flattens the ids and pads the block to a power of two."
+        ) from err
+    return adjusted, counts
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err)
+    for line in text.splitlines():
+        if "power of 2" in line or "power of two" in line:
+            return line.strip()
+    return text.strip().splitlines()[-1] if text.strip() else type(err).__name__

@@ -1,0 +1,45 @@
+"""Stage 4, ``scalar_atomic``: the same kernel as ``tl_full``, with the scalar ``1`` as atomic value.
+
+What changed: ``tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)`` instead of a vector of
+ones, and clearer index names. This is the version rtp-llm ships. It was presented as an
+efficiency fix; the compiler broadcasts the scalar to the same vector, and the generated PTX is the
+same ``atom.global.gpu.acq_rel.add`` per element (notebook 04 shows the two side by side, and the
+recorded H100 timings are the same within noise). A readability change, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._launch import prepare
+from .tl_full import block_size
+
+
+@triton.jit
+def scalar_atomic_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                         BLOCK: tl.constexpr):
+    block_start = tl.program_id(0) * BLOCK
+    slot = block_start + tl.arange(0, BLOCK)
+    valid_slot = slot < num_total
+    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
+    local = (expert >= start) & (expert < start + num_local) & valid_slot
+    local_expert = tl.where(local, expert - start, -1)
+    tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
+    tl.atomic_add(count_ptr + local_expert, 1, mask=local)
+
+
+def launch(topk_ids, adjusted, counts, start, num_local):
+    """Launch on prepared buffers (counts must be zeroed); used by ``best`` and the benchmarks."""
+    num_total = topk_ids.numel()
+    block = block_size(topk_ids.shape[1])
+    scalar_atomic_kernel[(triton.cdiv(num_total, block),)](topk_ids, adjusted, counts, num_total,
+                                                           start, num_local, BLOCK=block)
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
+                                                 num_local_experts, stage="scalar_atomic")
+    if topk_ids.numel():
+        launch(topk_ids, adjusted, counts, start, num_local)
+    return adjusted, counts

@@ -1,0 +1,52 @@
+"""Stage 3, ``tl_full``: flatten the ids, one masked power-of-two block per program.
+
+What changed from ``naive``: the ``[num_tokens, topk]`` ids are treated as one flat array of
+``num_total = num_tokens * topk`` slots. Each program loads ``BLOCK`` consecutive slots as one vector
+(coalesced, every lane busy), masks the tail past ``num_total`` (loading ``other=-1`` there, a value
+that is never local), remaps with ``tl.where`` and issues one vector ``tl.atomic_add`` with a vector
+of ones, ``tl.full([BLOCK], 1, tl.int32)``, masked to the local slots.
+
+``BLOCK`` follows the original: ``next_power_of_2(min(256, 1024 // topk))``. The older
+``min(256, 1024 // topk)`` gave 170 for topk 6: not a power of two, so ``tl.arange(0, BLOCK)``
+failed just as ``row_loop`` did; rounding up to 256 fixes it, since the mask covers the excess.
+
+What it still pays: one global atomic per local slot, all aimed at ``num_local`` counters that sit
+in one or two 128-byte L2 lines. Stage 5 (``block_histogram``) removes that.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._launch import prepare
+
+
+def block_size(topk: int) -> int:
+    """The original launch rule: a power of two near 1024 // topk slots, at most 256."""
+    return triton.next_power_of_2(max(1, min(256, 1024 // max(topk, 1))))
+
+
+@triton.jit
+def tl_full_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                   BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local) & in_bounds
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
+                                                 num_local_experts, stage="tl_full")
+    num_total = topk_ids.numel()
+    if num_total == 0:
+        return adjusted, counts
+    block = block_size(topk_ids.shape[1])
+    tl_full_kernel[(triton.cdiv(num_total, block),)](topk_ids, adjusted, counts, num_total, start,
+                                                     num_local, BLOCK=block)
+    return adjusted, counts

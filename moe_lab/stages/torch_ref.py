@@ -1,0 +1,28 @@
+"""Stage 0, ``torch``: the reference, in plain PyTorch (no Triton).
+
+This is the contract every kernel is checked against:
+
+* ``adjusted[t, k] = topk_ids[t, k] - start`` when ``start <= topk_ids[t, k] < start + num_local``,
+  else ``-1`` (padding sentinels and experts owned by other ranks look the same afterwards);
+* ``expert_count[e]`` = how many slots went to local expert ``e``, as int32.
+
+It takes several full passes over the data (two compares, a where, a bincount on int64 and a cast),
+which is why it is slow at scale; but it is short enough to be obviously right, and it runs on any
+device, CPU tensors included.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checks import check_args
+
+
+def run(topk_ids, current_expert_start_id, num_local_experts):
+    start, num_local = check_args(topk_ids, current_expert_start_id, num_local_experts,
+                                  stage="torch", needs_triton=False)
+    local = (topk_ids >= start) & (topk_ids < start + num_local)
+    adjusted = torch.where(local, topk_ids - start, torch.full_like(topk_ids, -1))
+    # Shift by one so that -1 lands in bin 0, which we drop: no boolean indexing, no host sync.
+    counts = torch.bincount(adjusted.reshape(-1).long() + 1, minlength=num_local + 1)[1:]
+    return adjusted, counts.to(torch.int32)
