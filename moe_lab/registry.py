@@ -30,7 +30,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("relaxed", "relaxed", "scalar_atomic with sem='relaxed': no ordering the count never needed"),
     Stage("block_histogram", "block_histogram", "tl.histogram per tile, one atomic per expert per program"),
     Stage("decode", "decode", "one program stores every count: no memset, no atomics (small inputs)"),
-    Stage("best", "best", "dispatch by size: decode, else memset + persistent block_histogram"),
+    Stage("one_launch", "one_launch", "block histograms summed by the last program: one launch, no memset"),
+    Stage("best", "best", "dispatch by size: decode for small inputs, else one_launch"),
 ]}
 
 

@@ -30,7 +30,7 @@ import triton.language as tl
 
 from ._launch import prepare
 
-BLOCK = 4096
+BLOCK = 8192
 NUM_WARPS = 8
 PROGRAMS_PER_SM = 4
 MAX_BINS = 1024  # above this a register histogram stops making sense; `best` falls back

@@ -19,8 +19,8 @@ import triton
 from ._launch import prepare
 from .block_histogram import MAX_BINS, block_histogram_kernel, num_bins
 
-MAX_SLOTS = 8192
-NUM_WARPS = 4
+MAX_SLOTS = 4096
+NUM_WARPS = 8
 
 
 def tile_size(num_total: int) -> int:

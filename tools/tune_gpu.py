@@ -1,0 +1,105 @@
+"""Launch-parameter exploration for the histogram and decode kernels (GPU only).
+
+Not part of the library: the lead's notes script. It times variants of block_histogram (tile size,
+warps, persistent grid) and decode (tile, warps) against the device copy and scalar_atomic, and
+writes a CSV to the folder given as argv[1]. `best`'s thresholds come from what this shows.
+"""
+import csv, os, sys, time
+import torch, triton
+from triton.testing import do_bench, do_bench_cudagraph
+import moe_lab
+from moe_lab import routing
+from moe_lab.stages import block_histogram as bh, decode, scalar_atomic, relaxed, torch_ref
+
+out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
+rows = []
+dev = torch.device("cuda")
+print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
+
+
+def rec(**kw):
+    rows.append(kw)
+    print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
+
+
+def check(ids, start, nl, adj, cnt):
+    ra, rc = torch_ref.run(ids, start, nl)
+    return bool(torch.equal(ra, adj) and torch.equal(rc, cnt))
+
+
+t0 = time.time()
+big = {d: routing.case("deepseek-v3", 1 << 20, distribution=d, ep_size=8, rank=0).topk_ids.to(dev)
+       for d in ("uniform", "hot")}
+print("gen", time.time() - t0, flush=True)
+
+# 1. large: copy floor, scalar_atomic, block_histogram variants (8M slots, 32 local)
+for dist, ids in big.items():
+    start, nl = 0, 32
+    dst = torch.empty_like(ids)
+    rec(part="large", dist=dist, variant="copy", us=1000 * do_bench(lambda: dst.copy_(ids), return_mode="median"))
+    adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
+    def sa():
+        cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, start, nl)
+    rec(part="large", dist=dist, variant="scalar_atomic", us=1000 * do_bench(sa, return_mode="median"), ok=check(ids, start, nl, adj, cnt))
+    def rl():
+        cnt.zero_(); relaxed.launch(ids, adj, cnt, start, nl)
+    rec(part="large", dist=dist, variant="relaxed", us=1000 * do_bench(rl, return_mode="median"), ok=check(ids, start, nl, adj, cnt))
+    for block in (1024, 2048, 4096, 8192):
+        for warps in (4, 8, 16):
+            for pps in (0, 1, 2, 4, 8):
+                def f():
+                    cnt.zero_(); bh.launch(ids, adj, cnt, start, nl, block=block, num_warps=warps, programs_per_sm=pps)
+                try:
+                    us = 1000 * do_bench(f, return_mode="median")
+                except Exception as e:
+                    rec(part="large", dist=dist, variant=f"bh b{block} w{warps} p{pps}", err=str(e)[:80]); continue
+                rec(part="large", dist=dist, variant=f"bh b{block} w{warps} p{pps}", us=us, ok=check(ids, start, nl, adj, cnt))
+
+# 2. num_local sweep at 8M slots, uniform, default bh config vs scalar_atomic
+ids = big["uniform"]
+for nl in (1, 16, 32, 128, 256):
+    adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
+    for name, fn in (("scalar_atomic", scalar_atomic.launch), ("bh", bh.launch)):
+        def f():
+            cnt.zero_(); fn(ids, adj, cnt, 0, nl)
+        rec(part="num_local", dist="uniform", variant=name, num_local=nl, us=1000 * do_bench(f, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+
+# 3. small sizes under graph replay: decode variants vs zeros+scalar_atomic vs zeros+bh
+for slots in (8, 64, 512, 2048, 4096, 8192, 16384, 32768, 65536):
+    ids = big["uniform"].view(-1)[:slots].view(-1, 8).contiguous()
+    nl = 32
+    adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
+    def z():
+        cnt.zero_()
+    rec(part="small", slots=slots, variant="zeros", us=1000 * do_bench_cudagraph(z, return_mode="median"))
+    dst = torch.empty_like(ids)
+    rec(part="small", slots=slots, variant="copy", us=1000 * do_bench_cudagraph(lambda: dst.copy_(ids), return_mode="median"))
+    def sa():
+        cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, nl)
+    rec(part="small", slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+    def sa2():
+        cnt.zero_(); relaxed.launch(ids, adj, cnt, 0, nl)
+    rec(part="small", slots=slots, variant="relaxed", us=1000 * do_bench_cudagraph(sa2, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+    for block in (1024, 2048, 4096):
+        for pps in (0, 1):
+            def f():
+                cnt.zero_(); bh.launch(ids, adj, cnt, 0, nl, block=block, num_warps=8 if block >= 2048 else 4, programs_per_sm=pps)
+            rec(part="small", slots=slots, variant=f"zeros+bh b{block} p{pps}", us=1000 * do_bench_cudagraph(f, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+    if slots <= 65536:
+        for block in (256, 1024, 2048, 4096, 8192):
+            if block > 4 * max(slots, 256):
+                continue
+            for warps in (1, 2, 4, 8, 16):
+                def f():
+                    decode.launch(ids, adj, cnt, 0, nl, block=block, num_warps=warps)
+                cnt.fill_(7)
+                try:
+                    us = 1000 * do_bench_cudagraph(f, return_mode="median")
+                except Exception as e:
+                    rec(part="small", slots=slots, variant=f"decode b{block} w{warps}", err=str(e)[:80]); continue
+                rec(part="small", slots=slots, variant=f"decode b{block} w{warps}", us=us, ok=check(ids, 0, nl, adj, cnt))
+
+keys = sorted({k for r in rows for k in r})
+with open(os.path.join(out_dir, "tune.csv"), "w", newline="") as fh:
+    w = csv.DictWriter(fh, keys); w.writeheader(); w.writerows(rows)
+print("done", time.time() - t0)
