@@ -18,8 +18,10 @@ Ordering is what makes it correct: the adds may be ``relaxed``, because a barrie
 program) sees everyone's. The final reads are atomics too, so no stale cached value can be read. Making
 the ticket relaxed as well is measurably faster and measurably wrong: the H200 sweep in tools/ caught
 miscounts with it. Each acq_rel atomic costs a round trip to L2, which is why this stage, correct at
-any size, still loses to ``decode`` on tiny inputs. The scratch is per device and per stream,
-so two streams never share one (a CUDA graph keeps the scratch of the stream it was captured on).
+any size, still loses to ``decode`` on tiny inputs.
+
+The scratch is allocated once per device and kept (see :func:`scratch`): call once before capturing
+a CUDA graph, and do not run two calls at the same time on two streams of one device.
 """
 
 from __future__ import annotations
@@ -66,14 +68,22 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, ticket_ptr,
         tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)
 
 
-_SCRATCH: dict[tuple, torch.Tensor] = {}
+_SCRATCH: dict[str, torch.Tensor] = {}
 
 
 def scratch(device: torch.device) -> torch.Tensor:
-    """The zero-between-calls accumulator (MAX_BINS counters + a ticket) for this device and stream."""
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (str(device), stream)
+    """The zero-between-calls accumulator (MAX_BINS counters + a ticket) of this device.
+
+    Allocated once, on first use, and kept: CUDA graphs captured later bake in its address, and
+    every finished launch leaves it zeroed. Two launches *running at the same time* on different
+    streams of one device would share it: keep calls on one stream (as inference engines do).
+    """
+    key = str(device)
     if key not in _SCRATCH:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("one_launch/best allocate a small persistent scratch buffer on their first "
+                               "call on a device; call them once eagerly (a warm-up run) before capturing "
+                               "a CUDA graph")
         _SCRATCH[key] = torch.zeros(MAX_BINS + 1, dtype=torch.int32, device=device)
     return _SCRATCH[key]
 
