@@ -62,7 +62,7 @@ def provenance() -> dict:
 def _timer(mode):
     from triton.testing import do_bench, do_bench_cudagraph
 
-    if mode == "eager":
+    if mode == "eager":  # one call per timing; small sizes measure the CPU's launch path (noisy)
         return lambda fn: do_bench(fn, warmup=10, rep=60, quantiles=[0.5, 0.2, 0.8])
     return lambda fn: do_bench_cudagraph(fn, rep=40, quantiles=[0.5, 0.2, 0.8])
 

@@ -84,13 +84,18 @@ def check_outputs(topk_ids: torch.Tensor, num_local: int, adjusted, expert_count
         if (adjusted.shape != topk_ids.shape or adjusted.dtype != topk_ids.dtype
                 or adjusted.device != topk_ids.device or not adjusted.is_contiguous()):
             raise ValueError(f"adjusted_out must be a contiguous {topk_ids.dtype} tensor of shape "
-                             f"{tuple(topk_ids.shape)} on {topk_ids.device}, got {adjusted.dtype} "
-                             f"{tuple(adjusted.shape)} on {adjusted.device}")
+                             f"{tuple(topk_ids.shape)} on {topk_ids.device}, got {_describe(adjusted)}")
     if expert_count is not None:
         if not isinstance(expert_count, torch.Tensor):
             raise TypeError(f"expert_count_out must be a torch.Tensor, got {type(expert_count).__name__}")
         if (expert_count.shape != (num_local,) or expert_count.dtype != torch.int32
                 or expert_count.device != topk_ids.device or not expert_count.is_contiguous()):
             raise ValueError(f"expert_count_out must be a contiguous torch.int32 tensor of shape "
-                             f"({num_local},) on {topk_ids.device}, got {expert_count.dtype} "
-                             f"{tuple(expert_count.shape)} on {expert_count.device}")
+                             f"({num_local},) on {topk_ids.device}, got {_describe(expert_count)}")
+
+
+def _describe(t: torch.Tensor) -> str:
+    text = f"{t.dtype} {tuple(t.shape)} on {t.device}"
+    if not t.is_contiguous():
+        text += f", not contiguous (strides {tuple(t.stride())}); pass .contiguous() or a fresh buffer"
+    return text

@@ -1,0 +1,65 @@
+"""Shared test set-up: the backend is chosen first, GPU tests skip cleanly, random seeds are replayable.
+
+* ``import moe_lab`` happens here, before any test module imports a kernel, so that without a GPU
+  ``TRITON_INTERPRET=1`` is set before ``@triton.jit`` runs (see ``moe_lab/backend.py``).
+* ``@pytest.mark.gpu`` tests are skipped, with the reason "needs a CUDA GPU", where
+  ``torch.cuda.is_available()`` is False. Run them on a GPU machine with
+  ``python -m pytest -m gpu tests``.
+* The ``seed`` fixture draws a fresh seed for every run, so random tests see new inputs each time;
+  tests put it in their failure messages. ``MOE_LAB_TEST_SEED=<n>`` replays one run exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+import torch
+
+import moe_lab  # noqa: F401  (chooses the backend before any kernel module is imported)
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+def _session_seed() -> int:
+    fixed = os.environ.get("MOE_LAB_TEST_SEED")
+    if fixed is not None:
+        return int(fixed)
+    return random.SystemRandom().randrange(2**31)
+
+
+SESSION_SEED = _session_seed()
+
+
+def pytest_report_header(config):
+    return (f"moe_lab backend: {moe_lab.backend.BACKEND}; random test seed {SESSION_SEED} "
+            f"(replay with MOE_LAB_TEST_SEED={SESSION_SEED})")
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """A seed for this test in this run: the session seed mixed with the test's name, so tests differ
+    from each other and from run to run, but ``MOE_LAB_TEST_SEED`` replays all of them."""
+    return (SESSION_SEED * 1_000_003 + sum(map(ord, request.node.nodeid))) % 2**31
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """Where Triton stages take their tensors: CPU under the interpreter, else the GPU."""
+    return moe_lab.backend.device()
+
+
+@pytest.fixture
+def replay(seed) -> str:
+    """Text for failure messages: which seed failed and how to run the same inputs again."""
+    return f"seed={seed} (rerun this input with MOE_LAB_TEST_SEED={SESSION_SEED})"
