@@ -41,7 +41,7 @@ def block_histogram_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, n
                            BLOCK: tl.constexpr, NUM_BINS: tl.constexpr,
                            WRITE_COUNTS: tl.constexpr):
     pid = tl.program_id(0)
-    num_tiles = tl.cdiv(num_total, BLOCK)
+    num_tiles = (num_total + BLOCK - 1) // BLOCK  # tl.cdiv, spelled out (see moe_lab.ir)
     counts = tl.zeros([NUM_BINS], dtype=tl.int32)
     for tile in range(pid, num_tiles, tl.num_programs(0)):
         slot = tile * BLOCK + tl.arange(0, BLOCK)

@@ -48,7 +48,7 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, ticket_ptr,
     pid = tl.program_id(0)
     num_programs = tl.num_programs(0)
     counts = tl.zeros([NUM_BINS], dtype=tl.int32)
-    for tile in range(pid, tl.cdiv(num_total, BLOCK), num_programs):
+    for tile in range(pid, (num_total + BLOCK - 1) // BLOCK, num_programs):
         slot = tile * BLOCK + tl.arange(0, BLOCK)
         valid_slot = slot < num_total
         expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
