@@ -26,7 +26,7 @@ import triton
 from .stages import block_histogram, decode, naive, one_launch, relaxed, row_loop, scalar_atomic, tl_full
 
 LEVELS = ("ttir", "ttgir", "llir", "ptx")
-_POINTER_ARGS = {"ids_ptr", "adjusted_ptr", "count_ptr", "scratch_ptr", "ticket_ptr"}
+_POINTER_ARGS = {"ids_ptr", "adjusted_ptr", "count_ptr", "scratch_ptr"}
 
 
 def _kernel_spec(stage: str, topk: int, num_local: int):
@@ -45,7 +45,8 @@ def _kernel_spec(stage: str, topk: int, num_local: int):
                    {"BLOCK": decode.tile_size(decode.MAX_SLOTS), "NUM_BINS": bins, "WRITE_COUNTS": True},
                    decode.NUM_WARPS),
         "one_launch": (one_launch.one_launch_kernel,
-                       {"BLOCK": 1024, "NUM_BINS": bins, "ADD_SEM": "relaxed", "TICKET_SEM": "acq_rel"}, 4),
+                       {"BLOCK": 1024, "NUM_BINS": bins, "TICKET": block_histogram.MAX_BINS,
+                        "ADD_SEM": "relaxed", "TICKET_SEM": "acq_rel"}, 4),
     }
     if stage not in specs:
         raise ValueError(f"no single kernel to compile for stage {stage!r}; choose one of "

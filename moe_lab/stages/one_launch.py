@@ -42,10 +42,11 @@ def tile_size(num_total: int) -> int:
 
 
 @triton.jit
-def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, ticket_ptr, num_total, start,
-                      num_local, BLOCK: tl.constexpr, NUM_BINS: tl.constexpr,
+def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                      BLOCK: tl.constexpr, NUM_BINS: tl.constexpr, TICKET: tl.constexpr,
                       ADD_SEM: tl.constexpr = "relaxed", TICKET_SEM: tl.constexpr = "acq_rel"):
     pid = tl.program_id(0)
+    ticket_ptr = scratch_ptr + TICKET  # the ticket lives just after the MAX_BINS accumulators
     num_programs = tl.num_programs(0)
     counts = tl.zeros([NUM_BINS], dtype=tl.int32)
     for tile in range(pid, (num_total + BLOCK - 1) // BLOCK, num_programs):
@@ -104,10 +105,10 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warp
     num_total = topk_ids.numel()
     block = block or tile_size(num_total)
     num_warps = num_warps or (4 if block <= 1024 else 8)
-    buf = scratch(topk_ids.device)
-    grid = grid_size(num_total, topk_ids.device, block, programs_per_sm)
-    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, buf, buf[MAX_BINS:], num_total, start,
-                               num_local, BLOCK=block, NUM_BINS=num_bins(num_local),
+    device = topk_ids.device
+    grid = grid_size(num_total, device, block, programs_per_sm)
+    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch(device), num_total, start, num_local,
+                               BLOCK=block, NUM_BINS=num_bins(num_local), TICKET=MAX_BINS,
                                num_warps=num_warps, **sems)
 
 
