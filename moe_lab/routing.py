@@ -80,6 +80,19 @@ def _weighted_topk(num_tokens, log_weights, topk, seed, dtype, device):
     return out.to(device)
 
 
+def weighted(num_tokens, weights, topk, *, seed=0, dtype=torch.int32, device="cpu"):
+    """``topk`` distinct experts per token, expert e drawn in proportion to ``weights[e]`` (>= 0).
+
+    Keep ``weights`` fixed and change ``seed`` to draw new tokens from the same popularity, e.g. on
+    each rank of an EP group (:func:`zipf` shuffles its popularity with its seed).
+    """
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    if weights.dim() != 1 or (weights < 0).any() or (weights > 0).sum() < topk:
+        raise ValueError(f"weights must be a 1-D tensor of >= 0 values with at least topk={topk} "
+                         f"positive entries, got shape {tuple(weights.shape)}")
+    return _weighted_topk(num_tokens, weights.log().float(), topk, seed, dtype, device)
+
+
 def uniform(num_tokens, num_experts, topk, *, seed=0, dtype=torch.int32, device="cpu"):
     """Every expert equally likely, ``topk`` distinct experts per token."""
     return _weighted_topk(num_tokens, torch.zeros(num_experts), topk, seed, dtype, device)

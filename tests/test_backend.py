@@ -140,3 +140,20 @@ def test_this_process_is_consistent():
     for module, name in KERNELS.items():
         kernel = getattr(moe_lab.stage(module).load(), name)
         assert type(kernel) is kind, f"{module}.{name} is {type(kernel).__name__}, expected {kind.__name__}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the interpreter path (no GPU)")
+def test_triton_imported_before_moe_lab_still_works():
+    """A learner who runs `import triton` first must still get correct interpreter results."""
+    code = ("import triton, torch, moe_lab\n"
+            "ids = torch.randint(-1, 40, (300, 6), dtype=torch.int32, generator=torch.Generator().manual_seed(3))\n"
+            "ref = moe_lab.recombine(ids, 0, 32, 'torch')\n"
+            "for v in ('tl_full', 'block_histogram', 'decode', 'one_launch', 'best'):\n"
+            "    out = moe_lab.recombine(ids, 0, 32, v)\n"
+            "    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1]), v\n"
+            "print('ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(CUDA_VISIBLE_DEVICES="", MOE_LAB_QUIET="1")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -18,7 +18,9 @@ Two details matter:
 
 The grid is *persistent* for large inputs: at most ``PROGRAMS_PER_SM`` programs per SM, each
 looping over tiles and accumulating its histogram, so the number of atomics is fixed by the grid,
-not the input size. ``WRITE_COUNTS`` makes a one-program launch store the counts directly (no
+not the input size. (The kernels here use only Triton builtins, ``tl.full`` rather than ``tl.zeros``
+and ``//`` rather than ``tl.cdiv``: those two are themselves ``@triton.jit`` helpers, and they break
+under the interpreter when ``triton`` was imported before ``moe_lab`` chose it.) ``WRITE_COUNTS`` makes a one-program launch store the counts directly (no
 memset, no atomics): that is the ``decode`` stage.
 """
 
@@ -41,8 +43,8 @@ def block_histogram_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, n
                            BLOCK: tl.constexpr, NUM_BINS: tl.constexpr,
                            WRITE_COUNTS: tl.constexpr):
     pid = tl.program_id(0)
-    num_tiles = (num_total + BLOCK - 1) // BLOCK  # tl.cdiv, spelled out (see moe_lab.ir)
-    counts = tl.zeros([NUM_BINS], dtype=tl.int32)
+    num_tiles = (num_total + BLOCK - 1) // BLOCK  # not tl.cdiv: see note below
+    counts = tl.full([NUM_BINS], 0, tl.int32)
     for tile in range(pid, num_tiles, tl.num_programs(0)):
         slot = tile * BLOCK + tl.arange(0, BLOCK)
         valid_slot = slot < num_total

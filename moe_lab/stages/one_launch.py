@@ -48,7 +48,7 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
     pid = tl.program_id(0)
     ticket_ptr = scratch_ptr + TICKET  # the ticket lives just after the MAX_BINS accumulators
     num_programs = tl.num_programs(0)
-    counts = tl.zeros([NUM_BINS], dtype=tl.int32)
+    counts = tl.full([NUM_BINS], 0, tl.int32)
     for tile in range(pid, (num_total + BLOCK - 1) // BLOCK, num_programs):
         slot = tile * BLOCK + tl.arange(0, BLOCK)
         valid_slot = slot < num_total
@@ -63,7 +63,7 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
     tl.debug_barrier()  # every thread's adds come before this program's ticket
     ticket = tl.atomic_add(ticket_ptr, 1, sem=TICKET_SEM)
     if ticket == num_programs - 1:  # last program: everyone else's adds are done
-        totals = tl.atomic_xchg(scratch_ptr + bins, tl.zeros([NUM_BINS], dtype=tl.int32), mask=is_bin,
+        totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=is_bin,
                                 sem=ADD_SEM)
         tl.store(count_ptr + bins, totals, mask=is_bin)
         tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)
