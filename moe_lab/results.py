@@ -1,0 +1,195 @@
+"""Recorded GPU benchmark results: load them, list the runs, say where they came from, filter them.
+
+A run of ``python -m moe_lab.bench`` on a GPU writes one tidy CSV into ``data/bench/``: one row per
+(stage, mode, preset, distribution, num_tokens), with the timings and, repeated on every row, the
+provenance of the run (card, driver, CUDA, torch, triton, python, date, run_id). Notebooks on a
+machine without a GPU plot these files; they never time Triton's interpreter.
+
+    df = results.load()                          # the latest run
+    results.provenance(df)                       # 'NVIDIA H100 80GB HBM3, driver ..., 2026-11-26'
+    results.select(df, distribution="uniform", stage=["tl_full", "scalar_atomic"])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from . import backend
+
+DATA_ENV = "MOE_LAB_DATA"
+"""Environment variable that points :func:`load` at another folder (or file) of results."""
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "bench"
+"""``data/bench`` of the repository this package was imported from."""
+
+KEY = ["stage", "mode", "preset", "distribution", "num_tokens"]
+"""The columns that name one measurement: a run has one row per combination."""
+
+COLUMNS = KEY + ["num_experts", "topk", "ep_size", "num_local", "num_slots", "median_us", "p20_us",
+                 "p80_us", "bytes", "gbps", "correct"]
+PROVENANCE = ["card", "driver", "cuda", "torch", "triton", "python", "date", "run_id"]
+
+
+class Run(NamedTuple):
+    """One recorded benchmark run."""
+    run_id: str
+    card: str
+    date: str
+    rows: int
+    path: str
+
+
+def _default_location() -> Path:
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else DATA_DIR
+
+
+def _csv_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    files = sorted(path.glob("*.csv")) if path.is_dir() else []
+    if not files:
+        why = "does not exist" if not path.exists() else "holds no *.csv file"
+        raise FileNotFoundError(
+            f"no recorded benchmark results: {path} {why}. Recorded results live in the repository's "
+            f"data/bench/ (an installed package has none; point {DATA_ENV}=<folder> at a checkout's "
+            f"data/bench, or pass path=). Record new ones on a GPU with `make bench`.")
+    return files
+
+
+def _read(file: Path) -> pd.DataFrame:
+    df = pd.read_csv(file)
+    missing = [c for c in COLUMNS + PROVENANCE if c not in df.columns]
+    if missing:
+        raise ValueError(f"{file} is not a moe-lab benchmark file: it lacks the column(s) "
+                         f"{', '.join(missing)}")
+    # True/False where the output was checked; empty (NA) for rows with nothing to check (copy, zeros).
+    truth = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+    df["correct"] = pd.array([truth.get(str(v).strip().lower(), pd.NA) for v in df["correct"]],
+                             dtype="boolean")
+    for col in PROVENANCE:
+        df[col] = df[col].astype(str)
+    df["source"] = str(file)
+    return df
+
+
+def _read_all(path) -> pd.DataFrame:
+    location = _default_location() if path is None else Path(path).expanduser()
+    return pd.concat([_read(f) for f in _csv_files(location)], ignore_index=True)
+
+
+def _runs_of(df: pd.DataFrame) -> list[Run]:
+    out = []
+    for run_id, rows in df.groupby("run_id", sort=False):
+        first = rows.iloc[0]
+        out.append(Run(str(run_id), str(first["card"]), str(first["date"]), len(rows),
+                       str(first.get("source", ""))))
+    # Oldest first; ISO dates sort as text, and the run id breaks ties.
+    return sorted(out, key=lambda r: (r.date, r.run_id))
+
+
+def runs(path=None) -> list[Run]:
+    """Every recorded run, oldest first: ``Run(run_id, card, date, rows, path)``."""
+    return _runs_of(_read_all(path))
+
+
+def load(path=None, run_id=None) -> pd.DataFrame:
+    """Recorded results as a DataFrame (schema: :data:`COLUMNS` + :data:`PROVENANCE` + ``source``).
+
+    ``path``: a CSV file or a folder of them (default :data:`DATA_DIR`, or ``$MOE_LAB_DATA``).
+    ``run_id``: ``None`` for the latest run, ``"all"`` for every run, or one run's id.
+    """
+    df = _read_all(path)
+    if run_id == "all":
+        return df
+    known = _runs_of(df)
+    if run_id is None:
+        run_id = known[-1].run_id
+    elif str(run_id) not in {r.run_id for r in known}:
+        raise ValueError(f"run_id={run_id!r} is not recorded; known runs: "
+                         f"{', '.join(f'{r.run_id} ({r.card}, {r.date})' for r in known)}")
+    return df[df["run_id"] == str(run_id)].reset_index(drop=True)
+
+
+def _values(df: pd.DataFrame, column: str) -> str:
+    if column not in df.columns:
+        return "?"
+    seen = [str(v) for v in pd.unique(df[column].dropna())]
+    return " / ".join(seen) if seen else "?"
+
+
+def provenance(df: pd.DataFrame) -> str:
+    """One line: where and with what these results were measured."""
+    if len(df) == 0:
+        raise ValueError("provenance(df): df is empty, so there is nothing to describe")
+    return (f"{_values(df, 'card')}, driver {_values(df, 'driver')}, CUDA {_values(df, 'cuda')}, "
+            f"torch {_values(df, 'torch')}, triton {_values(df, 'triton')}, {_values(df, 'date')}")
+
+
+def short_provenance(df: pd.DataFrame) -> str:
+    """Card and date only, for plot titles."""
+    return f"{_values(df, 'card')}, {_values(df, 'date')}"
+
+
+def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
+    """Rows matching every filter: ``column=value`` or ``column=[values...]``; ``None`` skips a filter.
+
+    Raises ``ValueError`` for an unknown column, or when a filter leaves no rows (naming the values
+    that exist), so a typo never turns into an empty plot.
+    """
+    out = df
+    for column, want in filters.items():
+        if want is None:
+            continue
+        if column not in out.columns:
+            raise ValueError(f"select: no column {column!r}; columns are {', '.join(map(str, df.columns))}")
+        wanted = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
+        kept = out[out[column].isin(wanted)]
+        if kept.empty:
+            have = ", ".join(map(str, sorted(pd.unique(out[column]), key=str)))
+            raise ValueError(f"select: no rows with {column}={want!r} (after the filters before it); "
+                             f"present: {have}")
+        out = kept
+    return out.reset_index(drop=True)
+
+
+LIVE_TOKENS = (1, 64, 1024, 16384, 262144, 1048576)
+"""Batch sizes a notebook measures live on a GPU (a few seconds per stage)."""
+
+
+def measure_or_load(stages, *, preset="deepseek-v3", distributions=("uniform", "hot"), tokens=None,
+                    modes=("eager",), reference_stages=("copy",), mode=None) -> pd.DataFrame:
+    """What the notebooks plot: a live measurement on a GPU, else the latest recorded run.
+
+    With a GPU, ``moe_lab.bench.sweep`` times ``stages`` and ``reference_stages`` now, at ``tokens``
+    (default :data:`LIVE_TOKENS`), in each of ``modes`` ("eager": the whole Python call; "graph":
+    CUDA-graph replay; ``mode="graph"`` is short for ``modes=("graph",)``).
+    Without one nothing is timed (the interpreter's speed means nothing): the recorded results are
+    loaded and narrowed to ``stages`` plus ``reference_stages`` (the device copy, when recorded).
+    Prints one line saying which of the two happened and where the numbers come from. Raises
+    ``FileNotFoundError`` without a GPU when nothing is recorded.
+    """
+    stages = list(stages)
+    if mode is not None:  # one mode by name, the same as modes=(mode,)
+        modes = (mode,)
+    if backend.has_gpu():
+        from . import bench
+
+        extra = [s for s in reference_stages if s not in stages]
+        df = bench.sweep(stages + extra, presets=(preset,), distributions=tuple(distributions),
+                         tokens=tuple(tokens or LIVE_TOKENS), modes=tuple(modes))
+        print(f"measured live now: {provenance(df)}")
+        return df
+    df = load()
+    wanted = stages + [s for s in reference_stages if s in set(df["stage"])]
+    df = select(df, stage=wanted, preset=preset, distribution=list(distributions), mode=list(modes))
+    print(f"no GPU here, so nothing is timed: recorded results from {provenance(df)}")
+    return df
+
+
+__all__ = ["DATA_DIR", "DATA_ENV", "LIVE_TOKENS", "COLUMNS", "PROVENANCE", "KEY", "Run", "load", "runs",
+           "provenance", "short_provenance", "select", "measure_or_load"]
