@@ -5,6 +5,7 @@
 """
 
 from . import backend  # noqa: F401  (must come before any kernel module imports triton.jit)
+from . import routing, verify  # noqa: F401  (public submodules: moe_lab.routing, moe_lab.verify)
 from .registry import STAGES, list_stages, stage
 
 __version__ = "0.1.0"
@@ -26,4 +27,4 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
 
 
 __all__ = ["recombine", "recompute_topk_ids_sum_expert_count", "STAGES", "list_stages", "stage",
-           "backend", "__version__"]
+           "backend", "routing", "verify", "__version__"]
