@@ -36,6 +36,11 @@ BACKEND: str = _decide()
 
 INTERPRETER: bool = BACKEND == "interpreter"
 
+if INTERPRETER:  # Triton 3.6's interpreter needs this with NumPy 2.4 (see moe_lab._interp_compat)
+    from ._interp_compat import install_interpreter_scalar_index
+
+    install_interpreter_scalar_index()
+
 
 def device() -> torch.device:
     """The device that Triton stages expect their tensors on."""

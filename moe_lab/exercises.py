@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import inspect
 import operator
 import textwrap
@@ -41,6 +42,7 @@ import torch
 import triton
 
 from . import backend, verify
+from .atomics import _BuilderCall, interpreter_scalar_index
 
 MARKER = "YOUR CODE HERE"
 """Text that marks the student stub (the student edition puts it in place of every solution)."""
@@ -375,10 +377,13 @@ class _AddressCheck:
                              vals[near].tolist() if vals is not None else ())
                 unclaimed &= ~near
         if unclaimed.any():  # nowhere near any buffer: record against the nearest one, drop the lanes
+            # a wild write is blamed on the nearest output: where the allocator put the input is luck,
+            # and a write meant for topk_ids lands in or next to it (caught above)
+            candidates = [buf for buf in self.buffers if buf.writable or not writes]
             distance = np.stack([np.abs(np.clip(buf.index(addrs), -1, buf.n) - buf.index(addrs))
-                                 for buf in self.buffers])
+                                 for buf in candidates])
             nearest = distance.argmin(axis=0)
-            for k, buf in enumerate(self.buffers):
+            for k, buf in enumerate(candidates):
                 lanes = unclaimed & (nearest == k)
                 if lanes.any():
                     self._record(kind, buf.name, buf.index(addrs[lanes]),
@@ -397,22 +402,33 @@ class _AddressCheck:
         saved = {n: b.__dict__[n] for n in names if n in b.__dict__}
         counts_buf = next(buf for buf in self.buffers if buf.name == "expert_count")
 
-        def load(ptrs, mask, other, cache_policy, is_volatile):
-            keep = self._filter("load", ptrs.data, mask.data, writes=False)
-            return cls.create_masked_load(b, ptrs, Handle(keep, mask.dtype), other, cache_policy, is_volatile)
+        def load(*args, **kwargs):
+            call = _BuilderCall("create_masked_load", args, kwargs)
+            mask = call["mask"]
+            keep = self._filter("load", call["ptr"].data, mask.data, writes=False)
+            call["mask"] = Handle(keep, mask.dtype)
+            return call.forward(functools.partial(cls.create_masked_load, b))
 
-        def store(ptrs, value, mask, cache_policy):
-            keep = self._filter("store", ptrs.data, mask.data, value.data, writes=True)
+        def store(*args, **kwargs):
+            call = _BuilderCall("create_masked_store", args, kwargs)
+            ptrs, mask = call["ptr"], call["mask"]
+            keep = self._filter("store", ptrs.data, mask.data, call["value"].data, writes=True)
             hits = keep & counts_buf.valid(np.asarray(ptrs.data))
             if hits.any() and int(np.prod(b.grid_dim)) > 1:
                 self._record("store_counts", "expert_count", counts_buf.index(np.asarray(ptrs.data)[hits]))
-            return cls.create_masked_store(b, ptrs, value, Handle(keep, mask.dtype), cache_policy)
+            call["mask"] = Handle(keep, mask.dtype)
+            return call.forward(functools.partial(cls.create_masked_store, b))
 
-        def atomic(rmw_op, ptr, val, mask, sem, scope):
-            keep = self._filter("atomic", ptr.data, mask.data, val.data, writes=True)
-            return cls.create_atomic_rmw(b, rmw_op, ptr, val, Handle(keep, mask.dtype), sem, scope)
+        def atomic(*args, **kwargs):
+            call = _BuilderCall("create_atomic_rmw", args, kwargs)
+            mask = call["mask"]
+            keep = self._filter("atomic", call["ptr"].data, mask.data, call["value"].data, writes=True)
+            call["mask"] = Handle(keep, mask.dtype)
+            return call.forward(functools.partial(cls.create_atomic_rmw, b))
 
-        def histogram(data, bins, mask):
+        def histogram(*args, **kwargs):
+            call = _BuilderCall("create_histogram", args, kwargs)
+            data, bins, mask = call["data"], call["bins"], call["mask"]
             values = np.asarray(data.data).astype(np.int64)
             on = (np.ones(values.shape, dtype=bool) if mask is None
                   else np.broadcast_to(np.asarray(mask.data, dtype=bool), values.shape))
@@ -430,7 +446,8 @@ class _AddressCheck:
         b.create_masked_load, b.create_masked_store = load, store
         b.create_atomic_rmw, b.create_histogram = atomic, histogram
         try:
-            yield self
+            with interpreter_scalar_index():
+                yield self
         finally:
             for n in names:
                 if n in saved:
@@ -652,7 +669,7 @@ def _diagnose(ex: Exercise, run: _Run) -> list[tuple[str, str]]:
             found.append(("load_out_of_bounds",
                           f"read topk_ids slot {_span(ev.indices)} (valid: 0..{n_total - 1}){where}"))
         elif ev.buffer == "topk_ids":
-            found.append(("wrote_input", f"wrote topk_ids slot {_span(ev.indices)}"))
+            found.append(("wrote_input", f"wrote topk_ids slot {_span(ev.indices)}{where}"))
         elif ev.kind == "load":
             found.append(("load_out_of_bounds", f"read {ev.buffer}[{_span(ev.indices)}] outside the buffer"))
         elif ev.buffer == "adjusted":

@@ -84,10 +84,15 @@ def _compile_in_subprocess(jobs):
     proc = subprocess.run([sys.executable, "-m", "moe_lab.ir", json.dumps(jobs)], env=env,
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        reason = next((line.strip() for line in lines if "power of 2" in line), lines[-1] if lines else "")
-        raise RuntimeError(f"compiling {[job[0] for job in jobs]} for sm_{jobs[0][4]} failed: {reason}")
+        raise RuntimeError(_failure([job[0] for job in jobs], jobs[0][4], proc.stderr))
     return json.loads(proc.stdout)
+
+
+def _failure(stages, arch, text: str) -> str:
+    """One line on why compiling ``stages`` failed, from Triton's message (or traceback)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    reason = next((line.strip() for line in lines if "power of 2" in line), lines[-1].strip() if lines else "")
+    return f"compiling {list(stages)} for sm_{arch} failed: {reason}"
 
 
 _CACHE: dict[tuple, dict] = {}
@@ -110,8 +115,13 @@ def prefetch(stages, topk: int = 8, num_local: int = 32, dtype=torch.int32, arch
         return
     kernel = _kernel_spec(missing[0][0], topk, num_local)[0]
     if isinstance(kernel, triton.runtime.jit.JITFunction):
+        from triton.compiler.errors import CompilationError
+
         for k in missing:
-            _CACHE[k] = _compile_here(*k)
+            try:
+                _CACHE[k] = _compile_here(*k)
+            except CompilationError as err:  # the same RuntimeError as the subprocess path raises
+                raise RuntimeError(_failure([k[0]], k[4], str(err))) from err
     else:
         for k, asm in zip(missing, _compile_in_subprocess([[*k[:5], list(k[5])] for k in missing])):
             _CACHE[k] = asm
