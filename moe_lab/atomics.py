@@ -155,10 +155,8 @@ def launch_config(stage: str, num_tokens: int, topk: int, num_local: int, *, blo
                 f"row_loop cannot run topk={topk}: tl.arange(0, {topk}) needs a power of two")
         tiles = triton.cdiv(num_tokens, block // topk)
         return Launch(stage, kernel, int(block), tiles, tiles, False, "per-slot atomics", "acq_rel")
-    if kernel in ("block_histogram", "decode", "one_launch") and \
-            block_histogram.num_bins(num_local) > block_histogram.MAX_BINS:
-        raise ValueError(f"{kernel} keeps a histogram of num_local={num_local} bins in registers; "
-                         f"at most {block_histogram.MAX_BINS}")
+    if kernel in ("block_histogram", "decode", "one_launch"):
+        block_histogram.check_bins(num_local, kernel)
     if kernel == "decode":
         block = decode.tile_size(num_total) if block is None else _power_of_two("block", block)
         return Launch(stage, kernel, block, triton.cdiv(num_total, block), 1, True, "stores", "")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import backend, routing
+from . import backend, results, routing
 from .registry import STAGES
 
 COLUMNS = ["stage", "mode", "preset", "num_experts", "topk", "ep_size", "num_local", "distribution",
@@ -36,7 +36,7 @@ FAST_STAGES = ("tl_full", "scalar_atomic", "relaxed", "block_histogram", "decode
                "copy", "zeros")  # for the presets after the first in a full run
 OTHER_TOKENS = (1, 16, 256, 4096, 65536, 1048576)
 LIMITS = {"naive": 1 << 21, "decode": 1 << 18, "row_loop": 1 << 23}  # max slots timed per stage
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "bench"
+DATA_DIR = results.DATA_DIR
 
 
 def require_gpu() -> None:
@@ -46,15 +46,21 @@ def require_gpu() -> None:
                          "(moe_lab.results.load()).")
 
 
+def driver_version() -> str:
+    """The NVIDIA driver's version from nvidia-smi, or "unknown" where it cannot be asked."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    lines = out.stdout.strip().splitlines()
+    return lines[0] if out.returncode == 0 and lines else "unknown"
+
+
 def provenance() -> dict:
     import triton
 
-    try:
-        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001 - nvidia-smi is optional
-        driver = "unknown"
-    return {"card": torch.cuda.get_device_name(), "driver": driver, "cuda": torch.version.cuda,
+    return {"card": torch.cuda.get_device_name(), "driver": driver_version(), "cuda": torch.version.cuda,
             "torch": torch.__version__, "triton": triton.__version__,
             "python": platform.python_version(), "date": _dt.date.today().isoformat()}
 

@@ -39,7 +39,6 @@ import platform
 import queue as queue_lib
 import re
 import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -52,7 +51,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import moe_lab
-from moe_lab import backend, routing
+from moe_lab import backend, bench, routing
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ep"
 """Where recorded NCCL runs live (one tidy CSV per run)."""
@@ -741,15 +740,6 @@ def results_frame(results) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(rows)
 
 
-def _driver_version() -> str:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def write_csv(frame, out_dir=DATA_DIR, *, run_id: str | None = None) -> Path:
     """Add provenance columns (card, driver, cuda, torch, triton, python, date, run_id) and write
     ``out_dir/ep_<backend>_ws<world>_<card>_<run_id>.csv``; return its path."""
@@ -761,7 +751,7 @@ def write_csv(frame, out_dir=DATA_DIR, *, run_id: str | None = None) -> Path:
     if "card" not in frame:
         frame["card"] = "cpu"
     gpu = bool(frame["backend"].eq("nccl").any())
-    frame["driver"] = _driver_version() if gpu else "n/a"
+    frame["driver"] = bench.driver_version() if gpu else "n/a"
     frame["cuda"] = torch.version.cuda or "n/a"
     frame["torch"] = torch.__version__
     frame["triton"] = triton.__version__

@@ -165,24 +165,16 @@ def test_best_rejects_wrong_out_buffers(make, error, pattern, device):
             assert (buffer == 77).all()
 
 
-def test_best_non_contiguous_out_buffer_says_so(device):
+def test_best_non_contiguous_out_buffer_is_rejected_and_says_so(device):
     ids = good_ids(device)
     non_contiguous = torch.empty((4, 5), dtype=torch.int32, device=device).t()
-    with pytest.raises(ValueError, match=r"adjusted_out.*(strides \(1, 5\)|not contiguous|non-contiguous)"):
+    with pytest.raises(ValueError, match=r"adjusted_out must be a contiguous") as info:
         best.run(ids, 0, 8, adjusted_out=non_contiguous)
+    assert re.search(r"adjusted_out.*(strides \(1, 5\)|not contiguous|non-contiguous)", str(info.value))
     every_other = torch.zeros(16, dtype=torch.int32, device=device)[::2]
-    with pytest.raises(ValueError, match=r"expert_count_out.*(strides \(2,\)|not contiguous|non-contiguous)"):
+    with pytest.raises(ValueError, match=r"expert_count_out must be a contiguous") as info:
         best.run(ids, 0, 8, expert_count_out=every_other)
-
-
-def test_best_non_contiguous_out_buffer_is_rejected(device):
-    ids = good_ids(device)
-    non_contiguous = torch.empty((4, 5), dtype=torch.int32, device=device).t()
-    with pytest.raises(ValueError, match=r"adjusted_out must be a contiguous"):
-        best.run(ids, 0, 8, adjusted_out=non_contiguous)
-    counts = torch.zeros(16, dtype=torch.int32, device=device)[::2]
-    with pytest.raises(ValueError, match=r"expert_count_out must be a contiguous"):
-        best.run(ids, 0, 8, expert_count_out=counts)
+    assert re.search(r"expert_count_out.*(strides \(2,\)|not contiguous|non-contiguous)", str(info.value))
 
 
 def test_messages_say_how_to_fix():

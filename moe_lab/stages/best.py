@@ -29,10 +29,10 @@ def choose(num_total: int, num_local: int) -> str:
 
 def run(topk_ids, current_expert_start_id, num_local_experts, *, adjusted_out=None,
         expert_count_out=None):
-    num_total = topk_ids.numel() if hasattr(topk_ids, "numel") else 0
     start, num_local, adjusted, counts = prepare(
         topk_ids, current_expert_start_id, num_local_experts, stage="best", zero_counts=False,
         adjusted_out=adjusted_out, expert_count_out=expert_count_out)
+    num_total = topk_ids.numel()
     kind = choose(num_total, num_local)
     if num_total == 0:
         counts.zero_()

@@ -78,6 +78,14 @@ def num_bins(num_local: int) -> int:
     return triton.next_power_of_2(num_local)
 
 
+def check_bins(num_local: int, stage: str) -> None:
+    """Refuse more local experts than a register histogram holds (the histogram stages share this)."""
+    if num_bins(num_local) > MAX_BINS:
+        raise ValueError(f"{stage} keeps a histogram of num_local_experts={num_local} bins in "
+                         f"registers; it supports at most {MAX_BINS}. Use variant='best', which falls "
+                         f"back to per-slot relaxed atomics for that many experts")
+
+
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=BLOCK, num_warps=NUM_WARPS,
            programs_per_sm=PROGRAMS_PER_SM):
     """Launch on prepared buffers (counts must be zeroed). ``programs_per_sm=0``: one per tile."""
@@ -92,10 +100,7 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=BLOCK, num_war
 def run(topk_ids, current_expert_start_id, num_local_experts, *, block=BLOCK):
     start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
                                                  num_local_experts, stage="block_histogram")
-    if num_bins(num_local) > MAX_BINS:
-        raise ValueError(f"block_histogram keeps a histogram of num_local_experts={num_local} bins in "
-                         f"registers; it supports at most {MAX_BINS}. Use variant='best', which "
-                         f"falls back to per-slot relaxed atomics for that many experts")
+    check_bins(num_local, "block_histogram")
     if topk_ids.numel():
         launch(topk_ids, adjusted, counts, start, num_local, block=block)
     return adjusted, counts

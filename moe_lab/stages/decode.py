@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 
 from ._launch import prepare
-from .block_histogram import MAX_BINS, block_histogram_kernel, num_bins
+from .block_histogram import block_histogram_kernel, check_bins, num_bins
 
 MAX_SLOTS = 4096
 NUM_WARPS = 8
@@ -39,9 +39,7 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warp
 def run(topk_ids, current_expert_start_id, num_local_experts):
     start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
                                                  num_local_experts, stage="decode", zero_counts=False)
-    if num_bins(num_local) > MAX_BINS:
-        raise ValueError(f"decode keeps a histogram of num_local_experts={num_local} bins in registers; "
-                         f"it supports at most {MAX_BINS}. Use variant='best'")
+    check_bins(num_local, "decode")
     if topk_ids.numel() == 0:
         counts.zero_()
     else:

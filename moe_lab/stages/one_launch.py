@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from ._launch import prepare
-from .block_histogram import MAX_BINS, num_bins, sm_count
+from .block_histogram import MAX_BINS, check_bins, num_bins, sm_count
 
 PROGRAMS_PER_SM = 4
 
@@ -115,9 +115,7 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warp
 def run(topk_ids, current_expert_start_id, num_local_experts):
     start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id, num_local_experts,
                                                  stage="one_launch", zero_counts=False)
-    if num_bins(num_local) > MAX_BINS:
-        raise ValueError(f"one_launch keeps a histogram of num_local_experts={num_local} bins in "
-                         f"registers; it supports at most {MAX_BINS}. Use variant='best'")
+    check_bins(num_local, "one_launch")
     if topk_ids.numel() == 0:
         counts.zero_()
     else:
