@@ -1,6 +1,6 @@
 """The performance report's targets, computed from a benchmark DataFrame (never typed in).
 
-Notebook 06 prints these tables from the recorded run in ``data/bench`` (or any DataFrame with the
+Notebook 07 prints these tables from the recorded run in ``data/bench`` (or any DataFrame with the
 schema of :mod:`moe_lab.results`). The goals come from issue 4; every measured value comes from
 the rows themselves:
 

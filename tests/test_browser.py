@@ -1,7 +1,7 @@
 """The explorers in a real browser: JupyterLab + headless Chromium, driven by Playwright.
 
 The test starts its own JupyterLab server on loopback (a random port and token, a temporary copy of
-notebook 08 as its root), opens the notebook in Debian's Chromium through Playwright (no browser is
+notebook 09 as its root), opens the notebook in Debian's Chromium through Playwright (no browser is
 downloaded), runs every cell, moves the skew slider of the routing explorer with the keyboard and
 checks that the figure the kernel sends back is a different one. Screenshots go to
 ``test-artifacts/browser/``. The server, its kernel and the browser are stopped in ``finally``.
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "08_explorers.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "09_explorers.ipynb"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",

@@ -9,7 +9,7 @@
 The choice depends only on shapes, never on values, so a call never waits for the GPU and records
 into a CUDA graph as it runs eagerly. For graphs, pass ``adjusted_out=`` and ``expert_count_out=``:
 the kernels then write into your static buffers and allocate nothing. The thresholds come from the
-recorded H100 sweep in ``data/`` (notebook 06 plots it).
+recorded H100 sweep in ``data/`` (notebook 07 plots it).
 """
 
 from __future__ import annotations
