@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import triton
 
-from ._interp_compat import install_interpreter_scalar_index, interpreter_scalar_index  # noqa: F401
+from . import interp
 from .checks import check_args
 
 COUNTER_BYTES = 4
@@ -350,64 +350,6 @@ class KernelTrace:
         return _per_line(self.atomics, triton.cdiv(self.atomics.shape[1], COUNTERS_PER_LINE))
 
 
-# The interpreter builder's memory methods change their parameters between Triton releases
-# (3.6: ``create_masked_load(ptrs, mask, other, cache_modifier, eviction_policy, is_volatile)``,
-# 3.9: ``create_masked_load(ptrs, mask, other, cache_policy, is_volatile)``), so hooks take any
-# arguments and find the ones they need by name, falling back to their position.
-_BUILDER_ROLES = {
-    "create_masked_load": {"ptr": ("ptrs", 0), "mask": ("mask", 1)},
-    "create_masked_store": {"ptr": ("ptrs", 0), "value": ("value", 1), "mask": ("mask", 2)},
-    "create_atomic_rmw": {"op": ("rmwOp", 0), "ptr": ("ptr", 1), "value": ("val", 2), "mask": ("mask", 3),
-                          "sem": ("sem", 4)},
-    "create_histogram": {"data": ("data", 0), "bins": ("bins", 1), "mask": ("mask", 2)},
-}
-
-
-class _BuilderCall:
-    """One call to an interpreter builder method, whatever that Triton release's parameters are.
-
-    ``call["mask"]`` reads an argument by its role (see ``_BUILDER_ROLES``), ``call["mask"] = h``
-    replaces it, and ``call.forward(method)`` passes the (possibly changed) arguments on.
-    """
-
-    def __init__(self, method: str, args: tuple, kwargs: dict):
-        self.method, self.args, self.kwargs = method, list(args), dict(kwargs)
-        self._names = _builder_parameters(method)
-
-    def _where(self, role: str):
-        name, position = _BUILDER_ROLES[self.method][role]
-        if name in self.kwargs:
-            return "kw", name
-        if name in self._names:
-            position = self._names.index(name)
-        if position < len(self.args):
-            return "pos", position
-        return "kw", name
-
-    def __getitem__(self, role: str):
-        how, key = self._where(role)
-        return self.args[key] if how == "pos" else self.kwargs.get(key)
-
-    def __setitem__(self, role: str, value):
-        how, key = self._where(role)
-        if how == "pos":
-            self.args[key] = value
-        else:
-            self.kwargs[key] = value
-
-    def forward(self, fn):
-        return fn(*self.args, **self.kwargs)
-
-
-def _builder_parameters(method: str) -> list[str]:
-    """Parameter names (without ``self``) of the interpreter builder's ``method`` in this Triton."""
-    from triton.runtime import interpreter
-
-    fn = getattr(type(interpreter.interpreter_builder), method)
-    names = list(inspect.signature(fn).parameters)
-    return names[1:] if names and names[0] == "self" else names
-
-
 _SEM_NAMES = {"ACQUIRE_RELEASE": "acq_rel", "RELAXED": "relaxed", "ACQUIRE": "acquire",
               "RELEASE": "release"}
 
@@ -424,9 +366,7 @@ def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torc
     ids) are ignored; an atomic anywhere else raises, since no stage issues one. Yields a
     :class:`KernelTrace` that fills in as kernels run.
     """
-    from triton.runtime import interpreter
-
-    builder = interpreter.interpreter_builder
+    builder = interp.builder()
     size = counts.numel()
     shape = (num_programs, size)
     rec = KernelTrace(*(np.zeros(shape, np.int64) for _ in range(4)), np.zeros(num_programs, np.int64),
@@ -438,8 +378,6 @@ def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torc
             regions.append((scratch.data_ptr() + ticket_index * scratch.element_size(), 1,
                             scratch.element_size(), "ticket"))
     orig_rmw, orig_store = builder.create_atomic_rmw, builder.create_masked_store
-    hooked = ("create_atomic_rmw", "create_masked_store")
-    saved = {n: builder.__dict__[n] for n in hooked if n in builder.__dict__}  # someone else's hooks
     add_ops = {k for k, v in builder.ir_rmw_op_to_interpreter_rmw_op.items()
                if str(v).rsplit(".", 1)[-1] == "ADD"}
 
@@ -465,7 +403,7 @@ def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torc
         return p
 
     def rmw(*args, **kwargs):
-        call = _BuilderCall("create_atomic_rmw", args, kwargs)
+        call = interp.BuilderCall("create_atomic_rmw", args, kwargs)
         hits = lanes(call["ptr"], call["mask"], call["value"])
         if any(kind is None for kind, _, _ in hits):
             raise AssertionError("an atomic landed outside the counters (and scratch)")
@@ -483,7 +421,7 @@ def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torc
         return call.forward(orig_rmw)
 
     def store(*args, **kwargs):
-        call = _BuilderCall("create_masked_store", args, kwargs)
+        call = interp.BuilderCall("create_masked_store", args, kwargs)
         hits = [(i, v) for kind, i, v in lanes(call["ptr"], call["mask"], call["value"]) if kind == "count"]
         if hits:
             p = pid()
@@ -492,21 +430,8 @@ def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torc
                 rec.stored[p, index] += v
         return call.forward(orig_store)
 
-    builder.create_atomic_rmw, builder.create_masked_store = rmw, store
-    try:
+    with interp.hooked(create_atomic_rmw=rmw, create_masked_store=store):
         yield rec
-    finally:
-        for n in hooked:
-            if n in saved:
-                setattr(builder, n, saved[n])
-            else:
-                builder.__dict__.pop(n, None)
-
-
-def _interpreted(kernel):
-    """The kernel as an interpreter function, whether the library compiled it for a GPU or not."""
-    from triton.runtime.interpreter import InterpretedFunction
-    return kernel if isinstance(kernel, InterpretedFunction) else InterpretedFunction(kernel.fn)
 
 
 def trace(stage: str, topk_ids: torch.Tensor, start: int, num_local: int, *, block: int | None = None,
@@ -529,29 +454,28 @@ def trace(stage: str, topk_ids: torch.Tensor, start: int, num_local: int, *, blo
     num_total = ids.numel()
     grid = (launch.num_programs,)
     bins = block_histogram.num_bins(num_local)
-    with interpreter_scalar_index(), \
-            record_counter_writes(counts, launch.num_programs, scratch, block_histogram.MAX_BINS) as rec:
+    with record_counter_writes(counts, launch.num_programs, scratch, block_histogram.MAX_BINS) as rec:
         if launch.num_programs == 0:
             pass  # nothing to launch (empty input)
         elif launch.kernel in ("tl_full", "scalar_atomic", "relaxed"):
             kernel = {"tl_full": tl_full.tl_full_kernel, "scalar_atomic": scalar_atomic.scalar_atomic_kernel,
                       "relaxed": relaxed.relaxed_kernel}[launch.kernel]
-            _interpreted(kernel)[grid](ids, adjusted, counts, num_total, start, num_local,
+            interp.interpreted(kernel)[grid](ids, adjusted, counts, num_total, start, num_local,
                                        BLOCK=launch.block)
         elif launch.kernel == "row_loop":
-            _interpreted(row_loop.row_loop_kernel)[grid](
+            interp.interpreted(row_loop.row_loop_kernel)[grid](
                 ids, adjusted, counts, num_tokens, start, num_local, TOPK=topk,
                 TOKENS_PER_PROGRAM=launch.block // topk)
         elif launch.kernel == "naive":
-            _interpreted(naive.naive_kernel)[grid](
+            interp.interpreted(naive.naive_kernel)[grid](
                 ids, adjusted, counts, num_tokens, topk, start, num_local,
                 TOKENS_PER_PROGRAM=launch.block // topk)
         elif launch.kernel == "one_launch":
-            _interpreted(one_launch.one_launch_kernel)[grid](
+            interp.interpreted(one_launch.one_launch_kernel)[grid](
                 ids, adjusted, counts, scratch, num_total, start, num_local, BLOCK=launch.block,
                 NUM_BINS=bins, TICKET=block_histogram.MAX_BINS)
         else:  # block_histogram, decode: the same kernel, decode stores instead of adding
-            _interpreted(block_histogram.block_histogram_kernel)[grid](
+            interp.interpreted(block_histogram.block_histogram_kernel)[grid](
                 ids, adjusted, counts, num_total, start, num_local, BLOCK=launch.block,
                 NUM_BINS=bins, WRITE_COUNTS=launch.kernel == "decode")
     if scratch.any():

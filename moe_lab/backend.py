@@ -36,10 +36,10 @@ BACKEND: str = _decide()
 
 INTERPRETER: bool = BACKEND == "interpreter"
 
-if INTERPRETER:  # Triton 3.6's interpreter needs this with NumPy 2.4 (see moe_lab._interp_compat)
-    from ._interp_compat import install_interpreter_scalar_index
+if INTERPRETER:  # one launch at a time, scalar arguments as indices (see moe_lab.interp)
+    from . import interp
 
-    install_interpreter_scalar_index()
+    interp.install()
 
 
 def device() -> torch.device:

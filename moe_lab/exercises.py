@@ -42,7 +42,7 @@ import torch
 import triton
 
 from . import backend, verify
-from .atomics import _BuilderCall, interpreter_scalar_index
+from . import interp
 
 MARKER = "YOUR CODE HERE"
 """Text that marks the student stub (the student edition puts it in place of every solution)."""
@@ -291,13 +291,6 @@ def _not_a_kernel(obj) -> str:
     return f"expected a @triton.jit kernel, got {type(obj).__name__}"
 
 
-def _interpreted(kernel):
-    """The kernel as Triton's interpreter runs it (already so without a GPU)."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    return kernel if isinstance(kernel, InterpretedFunction) else InterpretedFunction(kernel.fn)
-
-
 # --------------------------------------------------------------------------------------------------
 # the address check (interpreter only)
 
@@ -393,24 +386,22 @@ class _AddressCheck:
 
     @contextlib.contextmanager
     def installed(self):
-        from triton.runtime import interpreter as interp
+        from triton.runtime import interpreter as triton_interpreter
 
-        b = interp.interpreter_builder
+        b = interp.builder()
         cls = type(b)
-        Handle = interp.TensorHandle
-        names = ("create_masked_load", "create_masked_store", "create_atomic_rmw", "create_histogram")
-        saved = {n: b.__dict__[n] for n in names if n in b.__dict__}
+        Handle = triton_interpreter.TensorHandle
         counts_buf = next(buf for buf in self.buffers if buf.name == "expert_count")
 
         def load(*args, **kwargs):
-            call = _BuilderCall("create_masked_load", args, kwargs)
+            call = interp.BuilderCall("create_masked_load", args, kwargs)
             mask = call["mask"]
             keep = self._filter("load", call["ptr"].data, mask.data, writes=False)
             call["mask"] = Handle(keep, mask.dtype)
             return call.forward(functools.partial(cls.create_masked_load, b))
 
         def store(*args, **kwargs):
-            call = _BuilderCall("create_masked_store", args, kwargs)
+            call = interp.BuilderCall("create_masked_store", args, kwargs)
             ptrs, mask = call["ptr"], call["mask"]
             keep = self._filter("store", ptrs.data, mask.data, call["value"].data, writes=True)
             hits = keep & counts_buf.valid(np.asarray(ptrs.data))
@@ -420,14 +411,14 @@ class _AddressCheck:
             return call.forward(functools.partial(cls.create_masked_store, b))
 
         def atomic(*args, **kwargs):
-            call = _BuilderCall("create_atomic_rmw", args, kwargs)
+            call = interp.BuilderCall("create_atomic_rmw", args, kwargs)
             mask = call["mask"]
             keep = self._filter("atomic", call["ptr"].data, mask.data, call["value"].data, writes=True)
             call["mask"] = Handle(keep, mask.dtype)
             return call.forward(functools.partial(cls.create_atomic_rmw, b))
 
         def histogram(*args, **kwargs):
-            call = _BuilderCall("create_histogram", args, kwargs)
+            call = interp.BuilderCall("create_histogram", args, kwargs)
             data, bins, mask = call["data"], call["bins"], call["mask"]
             values = np.asarray(data.data).astype(np.int64)
             on = (np.ones(values.shape, dtype=bool) if mask is None
@@ -441,19 +432,11 @@ class _AddressCheck:
             picked = values[on]
             picked = np.where((picked >= 0) & (picked < bins), picked, picked & (bins - 1))
             hist = np.bincount(picked, minlength=bins)[:bins].astype(np.int32)
-            return Handle(hist, interp.tl.int32)
+            return Handle(hist, triton_interpreter.tl.int32)
 
-        b.create_masked_load, b.create_masked_store = load, store
-        b.create_atomic_rmw, b.create_histogram = atomic, histogram
-        try:
-            with interpreter_scalar_index():
-                yield self
-        finally:
-            for n in names:
-                if n in saved:
-                    setattr(b, n, saved[n])
-                else:
-                    b.__dict__.pop(n, None)
+        with interp.hooked(create_masked_load=load, create_masked_store=store, create_atomic_rmw=atomic,
+                           create_histogram=histogram):
+            yield self
 
 
 # --------------------------------------------------------------------------------------------------
@@ -785,7 +768,7 @@ def _grouped_cases(max_tokens: int | None = None) -> list[tuple[str, list[verify
 
 def _passes(kernel) -> list[tuple[str, object, torch.device, bool]]:
     """(label, kernel, device, address-checked) for each place this kernel runs."""
-    out = [("interpreter", _interpreted(kernel), torch.device("cpu"), True)]
+    out = [("interpreter", interp.interpreted(kernel), torch.device("cpu"), True)]
     if backend.has_gpu():
         out.append(("GPU", kernel, torch.device("cuda"), False))
     return out
@@ -886,7 +869,7 @@ def _triton_on_block(block: int) -> str:
     ids = torch.zeros((1, 8), dtype=torch.int32)
     adj, cnt = torch.empty_like(ids), torch.zeros(4, dtype=torch.int32)
     try:
-        _interpreted(tl_full.tl_full_kernel)[(1,)](ids, adj, cnt, 8, 0, 4, BLOCK=block)
+        interp.interpreted(tl_full.tl_full_kernel)[(1,)](ids, adj, cnt, 8, 0, 4, BLOCK=block)
     except Exception as err:
         return _error_line(err)
     return ""

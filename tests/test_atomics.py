@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import moe_lab
-from moe_lab import atomics, routing, verify
+from moe_lab import atomics, interp, routing, verify
 from moe_lab.registry import stage
 from moe_lab.stages import best, block_histogram, decode, one_launch, relaxed, row_loop, scalar_atomic
 
@@ -285,7 +285,7 @@ def test_recorder_fails_when_a_program_id_exceeds_the_model_grid():
     """The recorder is strict: a launch with more programs than expected does not pass silently."""
     topk_ids = ids([[1, 2]] * 300)
     counts = torch.zeros(8, dtype=torch.int32)
-    fn = atomics._interpreted(scalar_atomic.scalar_atomic_kernel)
+    fn = interp.interpreted(scalar_atomic.scalar_atomic_kernel)
     with pytest.raises(Exception, match="num_programs"):
         with atomics.record_counter_writes(counts, 2):
             fn[(5,)](topk_ids, torch.empty_like(topk_ids), counts, 600, 0, 8, BLOCK=128)

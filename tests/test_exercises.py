@@ -19,7 +19,7 @@ import triton.language as tl
 
 import exercise_kernels as K
 import moe_lab
-from moe_lab import exercises, verify
+from moe_lab import exercises, interp, verify
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_wild_addresses_are_dropped_not_executed(capsys):
             adjusted = torch.full_like(ids, verify.POISON)
             counts = torch.zeros(case.num_local, dtype=torch.int32)
             block = tl_full.block_size(case.topk)
-            exercises._interpreted(tl_full.tl_full_kernel)[(triton.cdiv(ids.numel(), block),)](
+            interp.interpreted(tl_full.tl_full_kernel)[(triton.cdiv(ids.numel(), block),)](
                 ids, adjusted, counts, ids.numel(), case.start, case.num_local, BLOCK=block)
             want_adjusted, want_counts = verify.reference(ids, case.start, case.num_local)
             assert torch.equal(adjusted, want_adjusted) and torch.equal(counts, want_counts), case.name
