@@ -35,7 +35,6 @@ TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 FAST_STAGES = ("tl_full", "scalar_atomic", "relaxed", "block_histogram", "decode", "one_launch", "best",
                "copy", "zeros")  # for the presets after the first in a full run
 OTHER_TOKENS = (1, 16, 256, 4096, 65536, 1048576)
-LIMITS = {"naive": 1 << 21, "decode": 1 << 18, "row_loop": 1 << 23}  # max slots timed per stage
 DATA_DIR = results.DATA_DIR
 
 
@@ -133,7 +132,7 @@ def sweep(stages=None, presets=("deepseek-v3",), distributions=("uniform", "hot"
                 fn, check = _callables(name, ids, full.start, full.num_local)
                 ok = None
                 skip = (name == "row_loop" and full.preset.topk & (full.preset.topk - 1)) or \
-                    ids.numel() > LIMITS.get(name, 1 << 62)
+                    name in STAGES and (STAGES[name].bench_max_slots or 1 << 62) < ids.numel()
                 if not skip and check is not None:
                     ok = check(ref)
                 for mode in modes:

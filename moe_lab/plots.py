@@ -5,7 +5,7 @@ behind your back, nothing accumulates in pyplot's figure list, and no global sty
 notebook with ``%matplotlib inline`` a returned figure displays itself. Each function also takes
 ``ax=`` to draw into an axes you made (then it returns that axes' figure).
 
-Every stage keeps one colour (:data:`STAGE_COLORS`) in every notebook. Benchmark plots carry the
+Every stage keeps one colour (its registry entry) in every notebook. Benchmark plots carry the
 card and date of the measurement in their title (see :mod:`moe_lab.results`).
 """
 
@@ -17,29 +17,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from . import results
+from .registry import STAGES
 
 DPI = 80
 
-STAGE_COLORS = {
-    "torch": "#7f7f7f",          # grey: the reference
-    "row_loop": "#8c564b",       # brown
-    "naive": "#d62728",          # red
-    "tl_full": "#1f77b4",        # blue
-    "scalar_atomic": "#ff7f0e",  # orange
-    "relaxed": "#bcbd22",        # olive
-    "block_histogram": "#2ca02c",  # green
-    "decode": "#9467bd",         # purple
-    "one_launch": "#393b79",     # indigo
-    "best": "#17becf",           # cyan
+BASELINE_COLORS = {
     "copy": "#000000",           # black: the floor
     "zeros": "#e377c2",          # pink
 }
+"""Colours of the benchmark's baselines; each stage's colour is in :data:`moe_lab.registry.STAGES`."""
 DISTRIBUTION_COLORS = {"uniform": "#1f77b4", "zipf": "#ff7f0e", "hot": "#d62728"}
 
 
 def color(stage: str) -> str:
     """The fixed colour of a stage (grey for names this module does not know)."""
-    return STAGE_COLORS.get(stage, "#555555")
+    if stage in STAGES:
+        return STAGES[stage].color
+    return BASELINE_COLORS.get(stage, "#555555")
 
 
 def _figure(ax=None, figsize=(6.4, 4.0)):
@@ -320,5 +314,5 @@ def stage_grid(df, stages, preset, distributions=None, mode="eager",
     return fig
 
 
-__all__ = ["STAGE_COLORS", "DISTRIBUTION_COLORS", "color", "routing_matrix", "routing_counts",
+__all__ = ["BASELINE_COLORS", "DISTRIBUTION_COLORS", "color", "routing_matrix", "routing_counts",
            "time_vs_tokens", "bandwidth", "bandwidth_table", "speedup", "speedup_table", "stage_grid"]

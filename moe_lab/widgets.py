@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from . import atomics, routing
+from .registry import STAGES
 
 DPI = 80
 
@@ -333,8 +334,7 @@ def _heat(ax, values, annotate, labels=None):
 # --------------------------------------------------------------------------------------------
 
 IR_LEVELS = ("ttir", "ttgir", "llir", "ptx")
-IR_STAGES = ("row_loop", "naive", "tl_full", "scalar_atomic", "relaxed", "block_histogram", "decode",
-             "one_launch")
+IR_STAGES = tuple(s.name for s in STAGES.values() if s.single_kernel)
 
 
 @functools.lru_cache(maxsize=64)

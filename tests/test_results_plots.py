@@ -180,8 +180,8 @@ def test_stage_colours_are_fixed_across_plots():
     b = lines_by_label(plots.time_vs_tokens(df, ["tl_full", "naive"], "deepseek-v3", "hot"))
     for s in ("naive", "tl_full"):
         assert matplotlib.colors.same_color(a[s].get_color(), b[s].get_color())
-        assert matplotlib.colors.same_color(a[s].get_color(), plots.STAGE_COLORS[s])
-    assert len({plots.STAGE_COLORS[s] for s in moe_lab.STAGES}) == len(moe_lab.STAGES)
+        assert matplotlib.colors.same_color(a[s].get_color(), plots.color(s))
+    assert len({plots.color(s) for s in moe_lab.STAGES}) == len(moe_lab.STAGES)
 
 
 def test_plot_into_a_given_axes_and_never_through_pyplot():
