@@ -10,11 +10,11 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PORT ?= 8888
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test test-fast book bench student browser-deps clean help
+.PHONY: setup lint lab test test-fast book bench student browser-deps clean help
 
 help:
 	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
-	@echo "make test     set up .venv and run every test, notebooks included"
+	@echo "make test     set up .venv, run the linter and every test, notebooks included"
 	@echo "make book     execute every notebook headless and render HTML into book/"
 	@echo "make bench    run the GPU benchmark (python -m moe_lab.bench), results into data/bench/"
 	@echo "make student  write the student edition (solutions removed) into student/"
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@if [ -z "$(HAS_GPU)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "== no GPU: installing the CPU build of torch =="; \
 	  $(PY) -m pip install -q torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2); fi
-	$(PY) -m pip install -q -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) -m pip install -q -e '.[lab,dev]' 2> >(grep -v "^WARNING: Location" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
@@ -39,7 +39,10 @@ lab: setup
 browser-deps:
 	@bash tools/browser-deps.sh || echo "browser deps unavailable: the browser test will be skipped"
 
-test: setup browser-deps
+lint: setup
+	$(PY) -m ruff check moe_lab tests tools
+
+test: setup browser-deps lint
 	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

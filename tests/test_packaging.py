@@ -2,13 +2,17 @@
 
 Nothing can be installed from conda channels on the build machines, so environment.yml is kept
 honest by this test rather than by hand: it must ask for the same packages, with the same minimum
-versions, as pyproject.toml's dependencies plus the ``dev`` extra (conda calls torch ``pytorch``).
+versions, as pyproject.toml's dependencies plus the ``lab`` and ``dev`` extras (conda calls torch ``pytorch``).
+The kernel library itself installs with torch, triton and numpy alone; a test imports it with every
+workbook package blocked.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +45,8 @@ def requirements_by_name(specs) -> dict[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = pyproject()["project"]
-    wanted = requirements_by_name(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    wanted = requirements_by_name(project["dependencies"] + extras["lab"] + extras["dev"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
     conda, pip = [], []
@@ -115,3 +120,41 @@ def test_readme_testing_section_mentions_the_commands():
     section = readme.split("## Testing", 1)[1].split("\n## ", 1)[0]
     for command in ("make test", "-m gpu", "pytest"):
         assert command in section, f"the Testing section should show `{command}`"
+
+
+WORKBOOK_PACKAGES = ("jupyterlab", "notebook", "ipywidgets", "IPython", "matplotlib", "pandas", "tqdm")
+
+
+def test_library_needs_only_torch_triton_numpy():
+    deps = {Requirement(spec).name for spec in pyproject()["project"]["dependencies"]}
+    assert deps == {"torch", "triton", "numpy"}, deps
+    lab = {Requirement(spec).name for spec in pyproject()["project"]["optional-dependencies"]["lab"]}
+    assert {"jupyterlab", "ipywidgets", "matplotlib", "pandas"} <= lab
+
+
+def test_library_runs_with_workbook_packages_blocked():
+    """The drop-in, every stage and the checks import and run with no notebook stack installed."""
+    blocked = ", ".join(repr(name) for name in WORKBOOK_PACKAGES)
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ({blocked}):
+            raise ImportError(f"{{name}} is blocked: the library must not need it")
+sys.meta_path.insert(0, Block())
+import torch, moe_lab
+from moe_lab import routing, verify
+ids = routing.uniform(64, 32, 6, seed=1)
+want = verify.reference(ids, 8, 8)
+for name in moe_lab.STAGES:
+    if name == "row_loop":
+        continue  # refuses topk 6 by design
+    got = moe_lab.recombine(ids, 8, 8, stage=name)
+    assert all(torch.equal(a, b) for a, b in zip(got, want)), name
+got = moe_lab.recompute_topk_ids_sum_expert_count(ids, 8, 8)
+assert all(torch.equal(a, b) for a, b in zip(got, want))
+print("ok")
+"""
+    env = dict(os.environ, MOE_LAB_QUIET="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
