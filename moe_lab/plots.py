@@ -3,7 +3,8 @@
 Figures are built with ``matplotlib.figure.Figure`` rather than ``pyplot``: nothing is shown
 behind your back, nothing accumulates in pyplot's figure list, and no global style is touched. In a
 notebook with ``%matplotlib inline`` a returned figure displays itself. Each function also takes
-``ax=`` to draw into an axes you made (then it returns that axes' figure).
+``ax=`` to draw into an axes you made (then it returns that axes' figure); benchmark plots take
+``legend=False`` too, for small multiples that share one legend (:func:`figure_legend`).
 
 Every stage keeps one colour (its registry entry) in every notebook. Benchmark plots carry the
 card and date of the measurement in their title (see :mod:`moe_lab.results`).
@@ -227,11 +228,11 @@ WIDE = (8.4, 4.0)
 """Size of a one-panel benchmark plot: room for the legend beside the axes."""
 
 
-def time_vs_tokens(df, stages, preset, distribution, mode="eager", ax=None) -> Figure:
+def time_vs_tokens(df, stages, preset, distribution, mode="eager", ax=None, legend=True) -> Figure:
     """Median time per call against the number of tokens, log-log, with the device copy as floor
     (and, under graph replay, the level of one graph node)."""
     fig, ax = _figure(ax, WIDE)
-    _draw_time(ax, df, stages, preset, distribution, mode)
+    _draw_time(ax, df, stages, preset, distribution, mode, legend=legend)
     return fig
 
 
@@ -273,8 +274,11 @@ def _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, short=
         ax.axhline(1.0, ls="--", color=color("copy"), lw=1, label="device copy = 1")
         ax.set_ylabel("fraction of a device copy's speed", fontsize=FONT)
     else:
-        if not copy.empty:
-            ax.plot(copy["num_tokens"], copy["gbps"], "--", color=color("copy"), lw=1,
+        if not copy.empty:  # the copy too is launch-bound at small sizes: grey there
+            flat = launch_bound(copy)
+            ax.plot(copy["num_tokens"][flat], copy["gbps"][flat], "--", color="#bbbbbb", lw=1,
+                    label="_device copy (launch-bound)")
+            ax.plot(copy["num_tokens"][~flat], copy["gbps"][~flat], "--", color=color("copy"), lw=1,
                     label="device copy")
         ax.set_ylabel("GB/s (minimal bytes moved / time)", fontsize=FONT)
     _log_axes(ax)
@@ -285,11 +289,12 @@ def _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, short=
     _legend(ax, legend)
 
 
-def bandwidth(df, stages, preset, distribution, mode="eager", relative=False, ax=None) -> Figure:
+def bandwidth(df, stages, preset, distribution, mode="eager", relative=False, ax=None,
+              legend=True) -> Figure:
     """Achieved GB/s against tokens, the device copy's GB/s as reference line (``relative=True``:
     each stage as a fraction of the copy's speed). A stage's launch-bound sizes are grey points only."""
     fig, ax = _figure(ax, WIDE)
-    _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative)
+    _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, legend=legend)
     return fig
 
 
@@ -334,10 +339,11 @@ def _draw_speedup(ax, df, stages, preset, distribution, mode, over, short=False,
     _legend(ax, legend)
 
 
-def speedup(df, stages, preset, distribution, mode="eager", over="previous", ax=None) -> Figure:
+def speedup(df, stages, preset, distribution, mode="eager", over="previous", ax=None,
+            legend=True) -> Figure:
     """Speed-up of each stage over the one before it in ``stages`` (or over the stage ``over``)."""
     fig, ax = _figure(ax, WIDE)
-    _draw_speedup(ax, df, stages, preset, distribution, mode, over)
+    _draw_speedup(ax, df, stages, preset, distribution, mode, over, legend=legend)
     return fig
 
 

@@ -217,7 +217,10 @@ def test_bandwidth_absolute_and_relative_to_the_copy():
     assert matplotlib.colors.same_color(grey.get_color(), "#bbbbbb") and grey.get_linestyle() == "None"
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert sum("launch-bound" in t for t in legend) == 1 and "tl_full" in legend
-    assert "device copy" in lines
+    copy = df[(df.stage == "copy") & (df.distribution == "hot")].sort_values("num_tokens")
+    np.testing.assert_allclose(lines["device copy"].get_ydata(), copy.gbps[~plots.launch_bound(copy)])
+    np.testing.assert_allclose(lines["_device copy (launch-bound)"].get_ydata(),
+                               copy.gbps[plots.launch_bound(copy)])
     rel = plots.bandwidth_table(df, STAGES, "deepseek-v3", "uniform", relative=True)
     for n in TOKENS:
         assert rel.loc[n, "naive"] == pytest.approx(median(df, "copy", n) / median(df, "naive", n))
