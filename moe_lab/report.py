@@ -140,7 +140,8 @@ def never_slower(df: pd.DataFrame, stage: str = "best", baseline: str = "scalar_
     for mode in modes:
         sub = pairs[pairs["mode"] == mode]
         if sub.empty:
-            raise ValueError(f"target (c): no {mode}-mode rows where both {stage} and {baseline} were measured")
+            raise ValueError(f"target (c): no {mode}-mode rows where both {stage} and {baseline} "
+                             f"were measured")
         slower = int((sub["median_stage"] > sub["median_over"]).sum())
         rows.append(dict(target=f"(c) rows where {stage} is slower", mode=mode, distribution="all",
                          num_slots=pd.NA, value=float(slower), goal=f"0 of {len(sub)}", met=slower == 0))
@@ -188,8 +189,8 @@ def compact_png(fig, colors: int = 256):
     """``fig`` as a palette PNG of at most ``colors`` colours, for small stored notebook outputs.
 
     Line plots use few colours, so this is about a quarter of the bytes of matplotlib's full-colour
-    PNG at the same size and dpi; the octree palette keeps every stage's colour distinct. Returns an ``IPython.display.Image`` (display it, or let a cell end
-    with it).
+    PNG at the same size and dpi; the octree palette keeps every stage's colour distinct. Returns an
+    ``IPython.display.Image`` (display it, or let a cell end with it).
     """
     import io
 

@@ -62,17 +62,20 @@ def test_large_batch_speedup_below_goal_is_not_met():
     row = t[(t["mode"] == "eager") & (t["distribution"] == "hot")
             & t["target"].str.contains("speed-up")].iloc[0]
     assert row["value"] == pytest.approx(10.0) and not row["met"]
-    ratio = t[(t["mode"] == "eager") & (t["distribution"] == "hot") & t["target"].str.contains("copy")].iloc[0]
+    ratio = t[(t["mode"] == "eager") & (t["distribution"] == "hot")
+              & t["target"].str.contains("copy")].iloc[0]
     assert ratio["value"] == pytest.approx(40.0 / 18.0) and not ratio["met"]
     assert t[t["mode"] == "graph"]["met"].all()
 
 
 def test_copy_ratio_goal_boundary():
     t = report.large_batch(synthetic({("copy", "graph", "uniform", 1 << 20): 20.0 / 1.3}))
-    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform") & t["target"].str.contains("copy")].iloc[0]
+    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform")
+            & t["target"].str.contains("copy")].iloc[0]
     assert row["value"] == pytest.approx(1.3) and row["met"]
     t = report.large_batch(synthetic({("copy", "graph", "uniform", 1 << 20): 15.0}))
-    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform") & t["target"].str.contains("copy")].iloc[0]
+    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform")
+            & t["target"].str.contains("copy")].iloc[0]
     assert not row["met"]
 
 
@@ -104,7 +107,8 @@ def test_slower_rows_finds_planted_row_with_ranges_and_graph_medians():
 
 
 def test_never_slower_counts_per_mode():
-    t = report.never_slower(synthetic({("best", "eager", "hot", 64): 3.2, ("best", "eager", "uniform", 1): 9.0}))
+    t = report.never_slower(synthetic({("best", "eager", "hot", 64): 3.2,
+                                       ("best", "eager", "uniform", 1): 9.0}))
     eager, graph = t[t["mode"] == "eager"].iloc[0], t[t["mode"] == "graph"].iloc[0]
     assert eager["value"] == 2 and not eager["met"] and eager["goal"] == f"0 of {2 * len(TOKENS)}"
     assert graph["value"] == 0 and graph["met"]
