@@ -37,6 +37,9 @@ KINDS = ("text", "int", "count", "float", "time", "bool", "date")
 finite number >= 0; ``time``: a finite number of microseconds > 0; ``bool``: True/False;
 ``date``: an ISO date, ``YYYY-MM-DD`` (zero-padded, a real day)."""
 
+DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
+"""``data/`` of the repository this package was imported from: ``bench/``, ``ep/``, ``tuning/``."""
+
 PROVENANCE = ("card", "driver", "cuda", "torch", "triton", "python", "date", "run_id")
 """Where and with what a row was measured; repeated on every row of a recorded CSV."""
 
@@ -322,5 +325,5 @@ def write(df: pd.DataFrame, path, schema: Schema) -> Path:
     return path
 
 
-__all__ = ["KINDS", "PROVENANCE", "Column", "Schema", "BENCH", "EP", "TUNING", "SCHEMAS", "slug",
-           "provenance", "validate", "load", "write"]
+__all__ = ["DATA_ROOT", "KINDS", "PROVENANCE", "Column", "Schema", "BENCH", "EP", "TUNING", "SCHEMAS",
+           "slug", "provenance", "validate", "load", "write"]
