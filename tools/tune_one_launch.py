@@ -50,7 +50,7 @@ for slots in (64, 1000, 8192, 100000, 1 << 23):
         one_launch.launch(static, adj, cnt, 0, 32)
     bad = 0
     reps = 200 if slots < 1 << 20 else 20
-    for i in range(reps):
+    for _ in range(reps):
         static.copy_(torch.randint(-1, 64, (n, 8), dtype=torch.int32, device=dev))
         cnt.fill_(-5)
         g.replay()
