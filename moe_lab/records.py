@@ -104,10 +104,15 @@ EP = Schema("ep", (
     Column("gathered_tokens", "int"), Column("num_slots", "int"), Column("checks_passed", "bool"),
     Column("rank", "count"), Column("start", "count"), Column("tokens_per_rank", "count"),
     Column("padding_rows", "count"), Column("local_slots", "count"), Column("stage"),
+    # eager or graph, and which repeat of the measurement (absent from the first recorded runs)
+    Column("kernel_mode", required=False, nullable=True), Column("repeat", "count", required=False),
     # timings are empty where nothing was timed (the gloo backend on CPU)
     Column("kernel_us", "time", nullable=True), Column("kernel_p20_us", "time", nullable=True),
     Column("kernel_p80_us", "time", nullable=True), Column("allgather_us", "time", nullable=True),
     Column("allgather_p20_us", "time", nullable=True), Column("allgather_p80_us", "time", nullable=True),
+    Column("allgather_stream_us", "time", required=False, nullable=True),
+    Column("allgather_stream_p20_us", "time", required=False, nullable=True),
+    Column("allgather_stream_p80_us", "time", required=False, nullable=True),
     Column("allgather_bytes", "int", nullable=True),
 ) + _provenance_columns(), where="data/ep/ep_<backend>_ws<world>_<card>_<run_id>.csv, written by "
                                  "python -m moe_lab.ep")

@@ -282,3 +282,18 @@ def test_bench_no_longer_imports_results():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 for alias in node.names}
     assert "results" not in imported and "records" in imported and "timing" in imported
+
+
+def test_ep_schema_reads_gloo_rows_without_timings_and_newer_columns(tmp_path):
+    row = dict(world_size=2, backend="gloo", preset="mixtral", num_experts=8, topk=2, num_local=4,
+               distribution="uniform", gathered_tokens=64, num_slots=128, checks_passed=True, rank=0,
+               start=0, tokens_per_rank=32, padding_rows=0, local_slots=60, stage="best",
+               kernel_mode="", repeat=0, kernel_us=None, kernel_p20_us=None, kernel_p80_us=None,
+               allgather_us=None, allgather_p20_us=None, allgather_p80_us=None, allgather_stream_us=None,
+               allgather_bytes=None, card="cpu", driver="n/a", cuda="n/a", torch="2.11.0", triton="3.6.0",
+               python="3.12.3", date="2026-11-27", run_id="ep-1")
+    df = records.load(write_csv(tmp_path, pd.DataFrame([row, dict(row, rank=1, start=4)])), records.EP)
+    assert df["kernel_us"].isna().all() and list(df["rank"]) == [0, 1]
+    bad = pd.DataFrame([dict(row, backend="nccl", kernel_us=-2.0)])
+    with pytest.raises(ValueError, match="row 2: column 'kernel_us' is '-2.0'"):
+        records.load(write_csv(tmp_path, bad, "ep.csv"), records.EP)
