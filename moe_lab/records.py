@@ -65,6 +65,10 @@ class Schema:
     name: str
     columns: tuple[Column, ...]
     where: str = ""
+    key: tuple[str, ...] = ()
+    """Columns that name one measurement: no two rows of a run may share them."""
+    orders: tuple[tuple[str, ...], ...] = ()
+    """Columns whose values must not decrease along a row where all are present (p20 <= median <= p80)."""
 
     @property
     def names(self) -> list[str]:
@@ -96,7 +100,9 @@ BENCH = Schema("bench", (
     Column("num_tokens", "int"), Column("num_slots", "int"), Column("median_us", "time"),
     Column("p20_us", "time"), Column("p80_us", "time"), Column("bytes", "int"), Column("gbps", "float"),
     Column("correct", "bool", nullable=True),  # empty where there is no output to check (copy, zeros)
-) + _provenance_columns(), where="data/bench/<date>_<card>.csv, written by python -m moe_lab.bench")
+) + _provenance_columns(), where="data/bench/<date>_<card>.csv, written by python -m moe_lab.bench",
+    key=("run_id", "stage", "mode", "preset", "distribution", "num_tokens"),
+    orders=(("p20_us", "median_us", "p80_us"),))
 
 EP = Schema("ep", (
     Column("world_size", "int"), Column("backend"), Column("preset"), Column("num_experts", "int"),
@@ -115,7 +121,9 @@ EP = Schema("ep", (
     Column("allgather_stream_p80_us", "time", required=False, nullable=True),
     Column("allgather_bytes", "int", nullable=True),
 ) + _provenance_columns(), where="data/ep/ep_<backend>_ws<world>_<card>_<run_id>.csv, written by "
-                                 "python -m moe_lab.ep")
+                                 "python -m moe_lab.ep",
+    orders=(("kernel_p20_us", "kernel_us", "kernel_p80_us"),
+            ("allgather_p20_us", "allgather_us", "allgather_p80_us")))
 
 TUNING = Schema("tuning", (
     Column("config", nullable=True),  # a launch configuration, e.g. "bh b4096 w4 p0"; empty on stress rows
@@ -260,7 +268,26 @@ def validate(df: pd.DataFrame, schema: Schema, source=None, *, first_line: int =
         elif col.kind in ("int", "count") and not col.nullable:
             series = series.astype("int64")
         out[col.name] = series
+    _check_orders(out, schema, where, first_line)
+    if schema.key and all(k in out.columns for k in schema.key):
+        twice = out.duplicated(list(schema.key), keep=False)
+        if twice.any():
+            lines = [int(i) + first_line for i in range(len(out)) if twice.iloc[i]][:2]
+            raise ValueError(f"{where}, rows {lines[0]} and {lines[1]}: the same measurement twice "
+                             f"({', '.join(schema.key)}); keep one of them")
     return out
+
+
+def _check_orders(out: pd.DataFrame, schema: Schema, where: str, first_line: int) -> None:
+    for names in schema.orders:
+        if not all(n in out.columns for n in names):
+            continue
+        values = out[list(names)].to_numpy(dtype=float, na_value=float("nan"))
+        for i, row in enumerate(values):
+            if all(math.isfinite(v) for v in row) and any(a > b for a, b in zip(row, row[1:])):
+                shown = ", ".join(f"{n}={v:g}" for n, v in zip(names, row))
+                raise ValueError(f"{where}, row {i + first_line}: expected {' <= '.join(names)}, got "
+                                 f"{shown}; fix or re-record the file")
 
 
 # ----------------------------------------------------------------------------------------------

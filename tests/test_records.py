@@ -297,3 +297,34 @@ def test_ep_schema_reads_gloo_rows_without_timings_and_newer_columns(tmp_path):
     bad = pd.DataFrame([dict(row, backend="nccl", kernel_us=-2.0)])
     with pytest.raises(ValueError, match="row 2: column 'kernel_us' is '-2.0'"):
         records.load(write_csv(tmp_path, bad, "ep.csv"), records.EP)
+
+
+def test_quantiles_out_of_order_and_a_measurement_twice_are_refused(tmp_path):
+    df = bench_rows()
+    df.loc[2, "p20_us"] = 9.0  # above its median of 7
+    with pytest.raises(ValueError, match=r"row 4: expected p20_us <= median_us <= p80_us, got p20_us=9"):
+        records.load(write_csv(tmp_path, df), records.BENCH)
+    twice = pd.concat([bench_rows(), bench_rows().iloc[[1]]], ignore_index=True)
+    with pytest.raises(ValueError, match=r"rows 3 and 5: the same measurement twice"):
+        records.load(write_csv(tmp_path, twice), records.BENCH)
+    other_run = pd.concat([bench_rows("a"), bench_rows("b")], ignore_index=True)
+    assert len(records.load(write_csv(tmp_path, other_run), records.BENCH)) == 6
+
+
+def fake_do_bench(monkeypatch, results_ms):
+    """time_us on a pretend GPU whose do_bench returns ``results_ms`` in turn (no GPU needed)."""
+    import triton.testing
+
+    calls = iter(results_ms)
+    monkeypatch.setattr(moe_lab.backend, "has_gpu", lambda: True)
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: next(calls))
+    monkeypatch.setattr(triton.testing, "do_bench_cudagraph", lambda fn, **kw: next(calls))
+
+
+def test_eager_time_is_the_middle_of_the_repeats_and_in_microseconds(monkeypatch):
+    assert timing.EAGER_REPEATS == 3
+    # one stalled window (0.230 ms) among three runs: the middle run by median is reported
+    fake_do_bench(monkeypatch, [[0.005, 0.004, 0.006], [0.230, 0.2, 0.25], [0.006, 0.005, 0.007]])
+    assert timing.time_us(lambda: None) == pytest.approx((6.0, 5.0, 7.0))
+    fake_do_bench(monkeypatch, [[0.0012, 0.0011, 0.0013]])
+    assert timing.time_us(lambda: None, mode="graph") == pytest.approx((1.2, 1.1, 1.3))
