@@ -86,7 +86,8 @@ def _run(ex: Exercise, obj, level: int) -> str:
     if host:
         refusals.append(("host_help", f"the kernel carries {host}"))
     if refusals:
-        say(f"{name}: not run")
+        say(f"{name}: read before running")
+        say("  FAIL  the kernel as given (not run)")
         for key, detail in refusals:
             say(f"    found: {detail}")
         for key, _ in refusals:

@@ -102,14 +102,14 @@ class Output:
         return len(self.buffer.getvalue().splitlines())
 
 
-def call(fn, *args, budget_s: float = BUDGET_S, source_of=None, output: Output | None = None, **kwargs):
+def call(fn, *args, budget_s: float | None = None, source_of=None, output: Output | None = None, **kwargs):
     """``fn(*args, **kwargs)`` under the time budget, with exits caught and printing held back.
 
     Raises :class:`OutOfTime` when the budget runs out, :class:`LearnerExit` for a SystemExit or
     KeyboardInterrupt the learner's code raised itself, ``KeyboardInterrupt`` for a real interrupt,
     and whatever else the code raised.
     """
-    deadline = _Deadline(budget_s, _filename(source_of if source_of is not None else fn))
+    deadline = _Deadline(BUDGET_S if budget_s is None else budget_s, _filename(source_of if source_of is not None else fn))
     out = output or Output()
     previous = sys.gettrace()
     with _real_interrupts() as interrupted:
