@@ -144,6 +144,8 @@ def python_helpers(kernel, _seen=None) -> list[str]:
         if interp.is_kernel(target):
             found += python_helpers(target, seen)
         elif target is getattr(builtins, name, None):
+            if isinstance(target, type) and issubclass(target, BaseException):
+                continue  # `raise X(...)`: runs (and is reported) like any other error
             if name not in _KERNEL_BUILTINS:
                 found.append(name)
         elif isinstance(target, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
