@@ -212,3 +212,23 @@ def test_gpu_checks(capsys):
     for exercise, mistake, planted, hint in K.MISTAKES:
         ok, out = _check(capsys, exercise, planted)
         assert not ok and hint in out, f"{exercise}: {mistake}\n{out}"
+
+
+def _toy_runner(ex, obj, hint_level):
+    from moe_lab.exercises.report import say
+
+    say(f"{ex.name}: obj({3}) = {obj(3)}")
+    return obj(3) == 9
+
+
+def test_an_exercise_with_its_own_runner_is_one_catalogue_entry(monkeypatch):
+    """Another module adds an exercise with one entry: its runner reports through say()."""
+    from dataclasses import replace
+
+    toy = replace(exercises.EXERCISES["block_size"], name="square", notebook="10", runner=f"{__name__}:_toy_runner",
+                  answer=f"{__name__}:_toy_runner")
+    monkeypatch.setitem(exercises.EXERCISES, "square", toy)
+    assert exercises.check("square", lambda x: x * x)
+    result = exercises.check("square", lambda x: x + 1)
+    assert not result and "square: obj(3) = 4" in result.text
+    assert "_toy_runner" in str(exercises.solution("square"))
