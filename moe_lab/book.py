@@ -6,7 +6,8 @@
 Each notebook is executed from scratch by a fresh kernel (nbclient), in a copy: the notebooks in
 ``notebooks/`` are never modified. The book is built in a temporary folder that replaces ``--out`` only
 when complete, and ``--out`` is refused (exit status 2) when it is, holds or sits inside the notebooks'
-folder, or holds files this tool did not write (:mod:`moe_lab.generated`). The kernel starts in the notebook's own folder, as in JupyterLab.
+folder, or holds files this tool did not write (:mod:`moe_lab.generated`). The kernel starts in the
+notebook's own folder, as in JupyterLab.
 The executed copy (``.ipynb``) and its HTML (nbconvert) land in ``--out``, with an ``index.html``
 linking them. Without a GPU the kernels run in Triton's interpreter and performance plots use the
 recorded GPU results; with one, the notebooks measure live. Exit status 1 if any notebook failed;

@@ -296,7 +296,8 @@ def main(argv=None) -> int:
         prog="python -m moe_lab.student",
         description="Write the student edition of the notebooks (solutions replaced by stubs, outputs "
                     "cleared).")
-    parser.add_argument("--src", default="notebooks", help="folder of solution notebooks (default: notebooks)")
+    parser.add_argument("--src", default="notebooks",
+                        help="folder of solution notebooks (default: notebooks)")
     parser.add_argument("--out", default="student", help="folder to write (default: student)")
     args = parser.parse_args(argv)
     try:

@@ -66,7 +66,8 @@ def test_the_learner_solution_between_markers_does_not_count():
 def test_library_source_before_the_check_is_a_leak(cell, what):
     found = hidden.leaks(_notebook(cell), "fixture")
     assert found and found[0].exercise == "masked_block" and what in found[0].what, found
-    assert "fixture: exercise 'masked_block' (checked in cell 4) is answered earlier, in cell 2" in str(found[0])
+    said = "fixture: exercise 'masked_block' (checked in cell 4) is answered earlier, in cell 2"
+    assert said in str(found[0])
 
 
 def test_answer_in_a_stored_output_is_a_leak():

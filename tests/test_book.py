@@ -15,7 +15,8 @@ from moe_lab import book
 
 def needs_nbconvert():
     """The book renders HTML with nbconvert, an optional tool (the GPU machine's environment lacks it)."""
-    pytest.importorskip("nbconvert", reason="moe_lab.book renders HTML with nbconvert, which is not installed")
+    pytest.importorskip("nbconvert",
+                        reason="moe_lab.book renders HTML with nbconvert, which is not installed")
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,10 @@ examples, predictions, the debugging puzzle."""
 
 from __future__ import annotations
 
+import exercise_kernels as K
 import pytest
 import torch
 
-import exercise_kernels as K
 from moe_lab import exercises, verify
 from moe_lab.exercises import learn
 

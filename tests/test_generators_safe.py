@@ -35,7 +35,8 @@ def _source(tmp_path, cell=SOLVED) -> Path:
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
 def test_generating_twice_replaces_the_generated_folder(tmp_path):
@@ -49,7 +50,7 @@ def test_generating_twice_replaces_the_generated_folder(tmp_path):
 
 @pytest.mark.parametrize("out", ["notebooks", ".", "notebooks/inner"])
 def test_out_that_is_or_holds_the_source_is_refused(tmp_path, out, monkeypatch):
-    src = _source(tmp_path)
+    _source(tmp_path)
     (tmp_path / "README.md").write_text("the project's readme")
     monkeypatch.chdir(tmp_path)
     before = _snapshot(tmp_path)
@@ -107,8 +108,8 @@ def test_a_generated_notebook_the_learner_edited_is_not_overwritten(tmp_path):
     student.make_student_edition(src, tmp_path / "student")
     work = tmp_path / "student" / "03_x.ipynb"
     nb = nbformat.read(work, as_version=4)
-    nb.cells[1].source = nb.cells[1].source.replace('raise NotImplementedError("YOUR CODE HERE: write the body '
-                                                    'of block_size")', "return 256")
+    stub = 'raise NotImplementedError("YOUR CODE HERE: write the body of block_size")'
+    nb.cells[1].source = nb.cells[1].source.replace(stub, "return 256")
     nbformat.write(nb, work)
     mine = work.read_bytes()
     with pytest.raises(generated.RefusedOutput, match="03_x.ipynb changed since it was generated"):

@@ -71,7 +71,8 @@ def _fixture_notebook() -> nbformat.NotebookNode:
                                   metadata={"tags": ["nbval-check-output"]}),
     ]
     # a stored output and count, as in an executed solution notebook
-    nb.cells[6].outputs = [nbformat.v4.new_output("stream", name="stdout", text="reached the end True True\n")]
+    nb.cells[6].outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                  text="reached the end True True\n")]
     nb.cells[6].execution_count = 7
     return nb
 

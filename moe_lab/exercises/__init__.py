@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from .. import interp
 from . import learn, sandbox
-from .diagnose import error_line
 from .address import GUARD
 from .catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
+from .diagnose import error_line
 from .learn import example, hint, predict, progress, reveal, solution
 from .report import CheckResult, collecting, say, say_level
 from .runners import CASE_GROUPS, check_block_size, check_kernel

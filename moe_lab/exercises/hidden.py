@@ -59,7 +59,9 @@ def _outputs_text(cell) -> str:
         if out.get("output_type") == "stream":
             parts.append(out.get("text", ""))
         for value in (out.get("data") or {}).values():
-            parts.append(value if isinstance(value, str) else "\n".join(value) if isinstance(value, list) else "")
+            if isinstance(value, list):
+                value = "\n".join(map(str, value))
+            parts.append(value if isinstance(value, str) else "")
     return "\n".join(parts)
 
 

@@ -109,7 +109,8 @@ def call(fn, *args, budget_s: float | None = None, source_of=None, output: Outpu
     KeyboardInterrupt the learner's code raised itself, ``KeyboardInterrupt`` for a real interrupt,
     and whatever else the code raised.
     """
-    deadline = _Deadline(BUDGET_S if budget_s is None else budget_s, _filename(source_of if source_of is not None else fn))
+    budget = BUDGET_S if budget_s is None else budget_s
+    deadline = _Deadline(budget, _filename(source_of if source_of is not None else fn))
     out = output or Output()
     previous = sys.gettrace()
     with _real_interrupts() as interrupted:
