@@ -74,8 +74,11 @@ How an exercise works:
    `raise NotImplementedError("YOUR CODE HERE: ...")`. Replace that line with your code and run the cell.
 2. The next cell calls `moe_lab.exercises.check("<name>", <your kernel>)`. It runs your code on
    adversarial inputs (padding, tails, remote experts, huge ids, int64) with poisoned outputs and
-   prints one line per group of cases. At the first failure it shows the case, its input, the expected
-   and the actual values, and a hint. Until you write the body it prints `not done yet`.
+   shows one PASS / FAIL block: one line per group of cases and, at the first failure, the case, its
+   input, the expected and the actual values, and a hint. Until you write the body it says
+   `not done yet`. Stuck? `moe_lab.exercises.example("<name>")` shows a worked example,
+   `moe_lab.exercises.hint("<name>", 1)` a nudge (levels 2 and 3 say more), and
+   `moe_lab.exercises.progress()` what you have passed so far.
 3. Run the rest of the notebook as usual: every cell runs even while an exercise is not done.
 
 Without a GPU the kernels run in Triton's interpreter on the CPU (slower, exact); the checker also
