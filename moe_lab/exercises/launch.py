@@ -98,7 +98,7 @@ def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, bl
     try:
         with watch.installed() if checked else contextlib.nullcontext():
             sandbox.call(lambda: kernel[grid](*args, **consts), source_of=source_of or kernel,
-                         output=output)
+                         output=output, timed=device.type == "cpu")
         if device.type == "cuda":
             torch.cuda.synchronize()
     except Exception as err:  # the learner's code: report it, never raise

@@ -102,8 +102,12 @@ class Output:
         return len(self.buffer.getvalue().splitlines())
 
 
-def call(fn, *args, budget_s: float | None = None, source_of=None, output: Output | None = None, **kwargs):
+def call(fn, *args, budget_s: float | None = None, source_of=None, output: Output | None = None,
+         timed: bool = True, **kwargs):
     """``fn(*args, **kwargs)`` under the time budget, with exits caught and printing held back.
+
+    ``timed=False`` runs without the budget (a compiled launch on a GPU: the interpreter pass before it
+    has already stopped any endless loop, and compiling must not count against the learner).
 
     Raises :class:`OutOfTime` when the budget runs out, :class:`LearnerExit` for a SystemExit or
     KeyboardInterrupt the learner's code raised itself, ``KeyboardInterrupt`` for a real interrupt,
@@ -116,7 +120,8 @@ def call(fn, *args, budget_s: float | None = None, source_of=None, output: Outpu
     with _real_interrupts() as interrupted:
         try:
             with contextlib.redirect_stdout(out.buffer), contextlib.redirect_stderr(out.buffer):
-                sys.settrace(deadline.global_)
+                if timed:
+                    sys.settrace(deadline.global_)
                 try:
                     return fn(*args, **kwargs)
                 finally:
