@@ -123,7 +123,7 @@ def _run_own(ex: Exercise, obj, level: int) -> str:
     module, _, function = ex.runner.partition(":")
     runner = getattr(importlib.import_module(module), function)
     try:
-        ok = sandbox.call(runner, ex, obj, level, source_of=obj, budget_s=6 * sandbox.BUDGET_S)
+        ok = sandbox.call(runner, ex, obj, level, budget_s=6 * sandbox.BUDGET_S)
     except sandbox.OutOfTime:
         say(f"  FAIL  did not finish: check your loop bounds ({sandbox.BUDGET_S:g} s budget)")
         return "FAIL"
