@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from moe_lab.registry import STAGES
+
 from .recorded import latest
 
 
@@ -56,12 +58,12 @@ def plot_recorded(frame, run_id: str | None = None, distribution: str = "uniform
     run_id = run["run_id"].iloc[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
 
-    def draw(ax, rows, column, label, style, nudge):
+    def draw(ax, rows, column, label, style, nudge, color=None):
         g = rows.groupby("tokens_per_rank")[[column, column.replace("_us", "_p20_us"),
                                              column.replace("_us", "_p80_us")]].median()
         x = g.index.to_numpy() * nudge  # ranks side by side, so their bars do not hide each other
         ax.errorbar(x, g.iloc[:, 0], yerr=[g.iloc[:, 0] - g.iloc[:, 1], g.iloc[:, 2] - g.iloc[:, 0]],
-                    fmt=style, capsize=3, label=label)
+                    fmt=style, capsize=3, label=label, color=color)
 
     ranks = sorted(run["rank"].unique())
     for i, rank in enumerate(ranks):
@@ -69,7 +71,9 @@ def plot_recorded(frame, run_id: str | None = None, distribution: str = "uniform
         nudge = 1.06 ** (i - (len(ranks) - 1) / 2)
         draw(left, part[part["stage"] == part["stage"].iloc[0]], "allgather_us", f"rank {rank}", "o-", nudge)
         for stage, s in part.groupby("stage"):
-            draw(right, s, "kernel_us", f"{stage}, rank {rank}", "o-" if rank == ranks[0] else "s--", nudge)
+            color = STAGES[stage].color if stage in STAGES else None  # the stage's colour everywhere
+            draw(right, s, "kernel_us", f"{stage}, rank {rank}", "o-" if rank == ranks[0] else "s--", nudge,
+                 color)
     for ax, what in [(left, "all-gather of topk_ids (one gather after a barrier)"),
                      (right, "recombination, whole call")]:
         ax.set(xscale="log", yscale="log", xlabel="tokens per rank", ylabel="us (median, p20-p80)", title=what)
@@ -99,7 +103,7 @@ def plot_hot_rank(frame, run_id: str | None = None):
             g = run[(run["stage"] == stage) & (run["distribution"] == distribution)]
             g = g.groupby("rank")["kernel_us"].median().reindex(ranks)
             bars = ax.bar(np.arange(len(ranks)) + (i - 0.5) * 0.38, g.to_numpy(), 0.38, label=distribution,
-                          color=["#9ecae1", "#d62728"][i])
+                          color=["#9ecae1", "#d62728"][i])  # pale: uniform, red: the hot routing
             ax.bar_label(bars, fmt="%.0f", fontsize=8)
         ax.set(xticks=range(len(ranks)), xticklabels=[f"rank {r}" for r in ranks], title=stage,
                ylabel="kernel us (median)")
