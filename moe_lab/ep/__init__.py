@@ -33,7 +33,8 @@ The modules, in the order a batch meets them:
 * :mod:`~moe_lab.ep.recorded`: the CSV schema, writing and checked reading of recorded runs;
 * :mod:`~moe_lab.ep.plots`, :mod:`~moe_lab.ep.cli` (``python -m moe_lab.ep``).
 
-GPU results: ``python -m moe_lab.ep --backend nccl --world-size 2 --tokens-per-rank 1024,4096 --out data/ep/``.
+GPU results: ``python -m moe_lab.ep --backend nccl --world-size 2 --out data/ep/`` (see
+``docs/expert-parallelism.md``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,19 @@ from .config import BACKENDS, FAIL_MODES, KERNEL_MODES, MEASURED_STAGES
 from .conservation import check_conservation
 from .plots import plot_expert_counts, plot_hot_rank, plot_imbalance, plot_recorded
 from .rank import PHASES, rank_main, router_output
-from .recorded import (COLUMNS, DATA_DIR, PROVENANCE, SETUP_COLUMNS, TIMING_COLUMNS, TIMINGS, latest,
-                       load_recorded, recorded_table, results_frame, write_csv)
+from .recorded import (
+                       COLUMNS,
+                       DATA_DIR,
+                       PROVENANCE,
+                       SETUP_COLUMNS,
+                       TIMING_COLUMNS,
+                       TIMINGS,
+                       latest,
+                       load_recorded,
+                       recorded_table,
+                       results_frame,
+                       write_csv,
+)
 from .supervisor import EPGroupError
 
 __all__ = ["run_group", "run_sweep", "EPResult", "EPGroupError", "check_conservation", "router_output",

@@ -104,7 +104,7 @@ def check_stage(name: str, value) -> str:
 
 def batch(spec, world_size: int) -> tuple[int, ...]:
     """One batch: an int (tokens on every rank) or one int per rank."""
-    if isinstance(spec, (list, tuple)) or (hasattr(spec, "ndim") and getattr(spec, "ndim") == 1):
+    if isinstance(spec, (list, tuple)) or getattr(spec, "ndim", None) == 1:
         tokens = tuple(spec)
         if len(tokens) != world_size:
             raise ValueError(f"tokens_per_rank={list(tokens)} must be one int, or one int per rank "

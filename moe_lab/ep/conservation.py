@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+
 def _where(flat_positions: torch.Tensor, topk: int, limit: int) -> str:
     pos = flat_positions[:limit].tolist()
     more = f" and {flat_positions.numel() - limit} more" if flat_positions.numel() > limit else ""

@@ -66,7 +66,7 @@ def measure(cfg, rank: int, padded: torch.Tensor, gathered: torch.Tensor, start:
         post("measure*", name)
         run = registry.STAGES[name].run
 
-        def call():
+        def call(run=run):
             run(gathered, start, num_local)
 
         call()  # first call compiles, and allocates what a graph capture must not

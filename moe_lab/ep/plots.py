@@ -76,7 +76,8 @@ def plot_recorded(frame, run_id: str | None = None, distribution: str = "uniform
                  color)
     for ax, what in [(left, "all-gather of topk_ids (one gather after a barrier)"),
                      (right, "recombination, whole call")]:
-        ax.set(xscale="log", yscale="log", xlabel="tokens per rank", ylabel="us (median, p20-p80)", title=what)
+        ax.set(xscale="log", yscale="log", xlabel="tokens per rank", ylabel="us (median, p20-p80)",
+               title=what)
     left.legend(fontsize=8)
     right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     first = run.iloc[0]
@@ -98,7 +99,7 @@ def plot_hot_rank(frame, run_id: str | None = None):
     stages = sorted(run["stage"].unique())
     ranks = sorted(run["rank"].unique())
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), dpi=80, sharey=True)
-    for ax, stage in zip(np.atleast_1d(axes), stages):
+    for ax, stage in zip(np.atleast_1d(axes), stages, strict=True):
         for i, distribution in enumerate(["uniform", "hot"]):
             g = run[(run["stage"] == stage) & (run["distribution"] == distribution)]
             g = g.groupby("rank")["kernel_us"].median().reindex(ranks)

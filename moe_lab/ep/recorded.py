@@ -130,7 +130,8 @@ def _validated(frame, path: Path):
         bad = timed & ~(frame[name].map(math.isfinite) & (frame[name] > 0))
         if bad.any():
             row = int(bad.idxmax())
-            raise ValueError(f"{path}, row {row + 2}: {name}={float(frame[name][row])!r} must be a finite time > 0")
+            raise ValueError(f"{path}, row {row + 2}: {name}={float(frame[name][row])!r} must be a finite "
+                             f"time > 0")
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     if dates.isna().any():
         row = int(dates.isna().idxmax())
@@ -172,7 +173,8 @@ def recorded_table(run):
     medians = run.groupby(keys + ["stage"])[["kernel_us", "kernel_p20_us", "kernel_p80_us"]].median()
     kernel = medians["kernel_us"].unstack("stage").add_suffix(" us")
     spread = (medians["kernel_p80_us"] - medians["kernel_p20_us"]).unstack("stage").add_suffix(" p80-p20")
-    shared = run.groupby(keys)[["local_slots", "allgather_us", "allgather_p20_us", "allgather_p80_us"]].median()
+    shared = run.groupby(keys)[["local_slots", "allgather_us", "allgather_p20_us",
+                                "allgather_p80_us"]].median()
     table = shared[["local_slots", "allgather_us"]].rename(columns={"allgather_us": "allgather us"})
     table["allgather p80-p20"] = shared["allgather_p80_us"] - shared["allgather_p20_us"]
     return table.join(kernel).join(spread)

@@ -43,7 +43,8 @@ def _child_environment(cfg: Config):
     wanted = {"MOE_LAB_QUIET": "1"}  # one "where kernels run" line per rank is noise
     if cfg.backend == "nccl":  # NVLink multicast stays off on the shared GPU machines
         wanted.update(NCCL_NVLS_ENABLE=os.environ.get("NCCL_NVLS_ENABLE", "0"),
-                      TORCH_SYMM_MEM_DISABLE_MULTICAST=os.environ.get("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1"))
+                      TORCH_SYMM_MEM_DISABLE_MULTICAST=os.environ.get(
+                          "TORCH_SYMM_MEM_DISABLE_MULTICAST", "1"))
     saved = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
     try:
@@ -72,7 +73,7 @@ def _describe_phases(progress, world_size) -> str:
 def failure(errors, exits, progress, world_size) -> EPGroupError:
     """Blame the rank that failed first outside a collective (others then fail waiting for it)."""
     suspects = []
-    for rank, (job, phase, stamp, text) in errors.items():
+    for rank, (_, phase, stamp, text) in errors.items():
         suspects.append((phase.endswith("*"), stamp, rank, phase, text))
     for rank, code in exits.items():
         if rank not in errors:
