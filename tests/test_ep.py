@@ -195,6 +195,46 @@ def test_ranks_exit_when_the_parent_is_killed():
                 os.kill(r, signal.SIGKILL)
 
 
+ORPHAN = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", (
+    "import os, time\\n"
+    "from moe_lab.ep.rank import follow_parent\\n"
+    "follow_parent(os.getppid(), use_prctl=False)\\n"
+    "print('watching', flush=True)\\n"
+    "time.sleep(600)\\n")], stdout=subprocess.PIPE)
+assert child.stdout.readline().strip() == b"watching"
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to see the orphan")
+@pytest.mark.timeout(120)
+def test_the_watchdog_thread_alone_ends_an_orphan():
+    """Without PR_SET_PDEATHSIG (as on macOS), the thread that polls the parent's pid is enough."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    middle = subprocess.Popen([sys.executable, "-c", ORPHAN], env=env, stdout=subprocess.PIPE)
+    try:
+        child = int(middle.stdout.readline())
+        assert alive(child)
+        middle.send_signal(signal.SIGKILL)
+        middle.wait(timeout=10)
+        killed = time.monotonic()
+        while alive(child) and time.monotonic() - killed < 5:
+            time.sleep(0.05)
+        assert not alive(child), "the orphan still runs 5 s after its parent died"
+    finally:
+        middle.kill()
+
+
+def test_a_rank_whose_parent_is_already_gone_exits_at_once():
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    code = "from moe_lab.ep.rank import follow_parent; follow_parent(1 << 30); print('still here')"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 4 and b"still here" not in done.stdout
+
+
 # ---------------------------------------------------------------------------- bad arguments
 
 @pytest.mark.parametrize("kwargs,error,words", [
@@ -446,6 +486,22 @@ def test_nccl_group_on_two_gpus():
     t = r.timings
     assert sorted(t["rank"].unique()) == [0, 1] and set(t["stage"]) == set(ep.MEASURED_STAGES)
     assert (t["kernel_us"] > 0).all() and (t["allgather_us"] > 0).all()
+    assert (t["allgather_stream_us"] > 0).all() and (t["kernel_mode"] == "eager").all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_nccl_sweep_in_graph_mode_with_repeats(tmp_path):
+    results = ep.run_sweep(2, batches=[256, [64, 1024]], distributions=["uniform", "hot"], backend="nccl",
+                           kernel_mode="graph", repeats=2)
+    assert all(r.checks_passed for r in results), [r.violations for r in results]
+    frame = ep.results_frame(results)
+    assert len(frame) == 4 * 2 * len(ep.MEASURED_STAGES) * 2, "(batch, routing) x rank x stage x repeat"
+    assert sorted(frame["repeat"].unique()) == [0, 1] and (frame["kernel_mode"] == "graph").all()
+    assert (frame[["kernel_us", "allgather_us", "allgather_stream_us"]] > 0).all().all()
+    ep.write_csv(frame, tmp_path, run_id="gpu-test")
+    table = ep.recorded_table(ep.latest(ep.load_recorded(tmp_path)))
+    assert len(table) == 4 * 2, "one row per (routing, batch, rank), repeats folded into the median"
 
 
 @pytest.mark.parametrize("kwargs,error,words", [

@@ -52,9 +52,14 @@ def router_output(preset_name: str, num_tokens: int, distribution: str = "unifor
     raise ValueError(f"distribution={distribution!r} is not one of {routing.DISTRIBUTIONS}")
 
 
-def follow_parent(parent_pid: int) -> None:
-    """Exit this process when ``parent_pid`` dies, by any signal, SIGKILL included."""
-    if sys.platform.startswith("linux"):
+def follow_parent(parent_pid: int, *, use_prctl: bool = True) -> None:
+    """Exit this process when ``parent_pid`` dies, by any signal, SIGKILL included.
+
+    Two ways, so that either is enough: on Linux the kernel sends us SIGKILL when our parent exits
+    (``PR_SET_PDEATHSIG``; ``use_prctl=False`` skips it, to test the other way), and everywhere a
+    daemon thread polls our parent's pid every ``PARENT_POLL_S`` seconds.
+    """
+    if use_prctl and sys.platform.startswith("linux"):
         try:
             import ctypes
 
