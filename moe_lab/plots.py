@@ -3,7 +3,8 @@
 Figures are built with ``matplotlib.figure.Figure`` rather than ``pyplot``: nothing is shown
 behind your back, nothing accumulates in pyplot's figure list, and no global style is touched. In a
 notebook with ``%matplotlib inline`` a returned figure displays itself. Each function also takes
-``ax=`` to draw into an axes you made (then it returns that axes' figure).
+``ax=`` to draw into an axes you made (then it returns that axes' figure); benchmark plots take
+``legend=False`` too, for small multiples that share one legend (:func:`figure_legend`).
 
 Every stage keeps one colour (its registry entry) in every notebook. Benchmark plots carry the
 card and date of the measurement in their title (see :mod:`moe_lab.results`).
@@ -134,6 +135,33 @@ def _curves(df, stages, preset, distribution, mode):
     return curves, absent, copy, sub
 
 
+FONT = 9
+"""Smallest font size of the benchmark plots, in points: 10 px at :data:`DPI`, readable at 1280x720."""
+FLAT = 1.5
+"""A stage is launch-bound at the sizes, from the smallest up, whose time is within ``FLAT`` times its
+fastest time: there the time is fixed cost, and bytes / time says nothing about bandwidth."""
+GRAPH_NODE_US = 1.0
+"""About what one node of a replayed CUDA graph costs on its own (a memset, a tiny copy): the level
+under which no graph-mode call can go."""
+MARKERS = "osD^vPX*h<>p"
+
+
+def marker(stage: str) -> str:
+    """A fixed marker per stage (registry order), so that two series on top of each other both show."""
+    names = list(STAGES)
+    return MARKERS[names.index(stage) % len(MARKERS)] if stage in names else "."
+
+
+def launch_bound(rows) -> np.ndarray:
+    """For one stage's rows sorted by ``num_tokens``: True at the sizes, from the smallest up, whose
+    median is within :data:`FLAT` times the stage's fastest median (time flat: fixed cost, not bytes)."""
+    t = np.asarray(rows["median_us"], dtype=float)
+    if t.size == 0:
+        return np.zeros(0, dtype=bool)
+    flat = t <= FLAT * np.nanmin(t)
+    return np.logical_and.accumulate(flat)  # only a prefix: once the time grows, it is bytes
+
+
 def _log_axes(ax, log_y=True):
     """Log scales with ticks at decades on x, and on y at 1, 2, 5 x 10^n (decades only when the data
     span more than three), no minor ticks: readable, and several times faster to draw than
@@ -147,20 +175,28 @@ def _log_axes(ax, log_y=True):
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_locator(NullLocator())
+    ax.tick_params(labelsize=FONT)
 
 
 def _title(ax, what, preset, distribution, mode, sub, short=False):
     if short:  # stage_grid puts preset, mode and provenance in its suptitle
-        ax.set_title(f"{what}: {distribution}", fontsize=9)
+        ax.set_title(f"{what}: {distribution}", fontsize=FONT + 1)
     else:
         ax.set_title(f"{what}: {preset}, {distribution}, {mode}\n{results.short_provenance(sub)}",
-                     fontsize=9)
+                     fontsize=FONT + 1)
 
 
 def _note_absent(ax, absent):
     if absent:
         ax.text(0.99, 0.01, "not measured: " + ", ".join(absent), transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8, color="#555555")
+                ha="right", va="bottom", fontsize=FONT, color="#555555")
+
+
+def _legend(ax, legend):
+    """One legend beside the axes, never over the data (``legend=False``: the caller makes one)."""
+    if legend:
+        ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  frameon=False)
 
 
 def _label(stage, rows):
@@ -168,27 +204,35 @@ def _label(stage, rows):
     return f"{stage} (INCORRECT)" if wrong else stage
 
 
-def _draw_time(ax, df, stages, preset, distribution, mode, short=False):
+def _draw_time(ax, df, stages, preset, distribution, mode, short=False, legend=True):
     curves, absent, copy, sub = _curves(df, stages, preset, distribution, mode)
     for s, rows in curves.items():
-        ax.plot(rows["num_tokens"], rows["median_us"], "o-", ms=3, color=color(s), label=_label(s, rows))
-        ax.fill_between(rows["num_tokens"], rows["p20_us"], rows["p80_us"], color=color(s), alpha=0.15,
+        ax.plot(rows["num_tokens"], rows["median_us"], "-", marker=marker(s), ms=4, mfc="none", lw=1.3,
+                color=color(s), label=_label(s, rows))
+        ax.fill_between(rows["num_tokens"], rows["p20_us"], rows["p80_us"], color=color(s), alpha=0.12,
                         lw=0)
     if not copy.empty:
         ax.plot(copy["num_tokens"], copy["median_us"], "--", color=color("copy"), lw=1,
                 label="device copy (floor)")
+    if mode == "graph":  # what a graph node costs on its own: no replayed call goes below it
+        ax.axhline(GRAPH_NODE_US, color="#777777", lw=0.9, ls=":", label="one graph node, about 1 us")
     _log_axes(ax)
-    ax.set_xlabel("tokens")
-    ax.set_ylabel("us per call (median, p20-p80 band)")
+    ax.set_xlabel("tokens", fontsize=FONT)
+    ax.set_ylabel("us per call (median, p20-p80 band)", fontsize=FONT)
     _title(ax, "time per call", preset, distribution, mode, sub, short)
     _note_absent(ax, absent)
-    ax.legend(fontsize=8)
+    _legend(ax, legend)
 
 
-def time_vs_tokens(df, stages, preset, distribution, mode="eager", ax=None) -> Figure:
-    """Median time per call against the number of tokens, log-log, with the device copy as floor."""
-    fig, ax = _figure(ax)
-    _draw_time(ax, df, stages, preset, distribution, mode)
+WIDE = (8.4, 4.0)
+"""Size of a one-panel benchmark plot: room for the legend beside the axes."""
+
+
+def time_vs_tokens(df, stages, preset, distribution, mode="eager", ax=None, legend=True) -> Figure:
+    """Median time per call against the number of tokens, log-log, with the device copy as floor
+    (and, under graph replay, the level of one graph node)."""
+    fig, ax = _figure(ax, WIDE)
+    _draw_time(ax, df, stages, preset, distribution, mode, legend=legend)
     return fig
 
 
@@ -206,33 +250,51 @@ def bandwidth_table(df, stages, preset, distribution, mode="eager", relative=Fal
     return pd.DataFrame(table).dropna(how="all")
 
 
-def _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, short=False):
+def _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, short=False, legend=True):
+    """Each stage's bandwidth where it is bytes-bound; its launch-bound sizes (see :func:`launch_bound`)
+    only as faint grey points, since there the time is fixed cost and bytes / time means nothing."""
     curves, absent, copy, sub = _curves(df, stages, preset, distribution, mode)
     table = bandwidth_table(df, stages, preset, distribution, mode, relative)
+    grey_label = f"grey: launch-bound (time <= {FLAT:g}x fastest)"
+    labelled = False
     for s in table.columns:
+        rows = curves[s]
+        bound = pd.Series(launch_bound(rows), index=rows["num_tokens"].to_numpy())
         col = table[s].dropna()
-        ax.plot(col.index, col.values, "o-", ms=3, color=color(s), label=_label(s, curves[s]))
+        flat = bound.reindex(col.index).fillna(False).to_numpy(dtype=bool)
+        if flat.any():  # one legend entry for all the grey points
+            ax.plot(col.index[flat], col.values[flat], ls="none", marker=marker(s), ms=4, mfc="none",
+                    color="#bbbbbb", label=f"_{s} (launch-bound)" if labelled else grey_label)
+            labelled = True
+        keep = ~flat
+        if keep.any():  # the bytes-bound part only
+            ax.plot(col.index[keep], col.values[keep], "-", marker=marker(s), ms=4, mfc="none", lw=1.3,
+                    color=color(s), label=_label(s, rows))
     if relative:
         ax.axhline(1.0, ls="--", color=color("copy"), lw=1, label="device copy = 1")
-        ax.set_ylabel("fraction of a device copy's speed")
+        ax.set_ylabel("fraction of a device copy's speed", fontsize=FONT)
     else:
-        if not copy.empty:
-            ax.plot(copy["num_tokens"], copy["gbps"], "--", color=color("copy"), lw=1,
+        if not copy.empty:  # the copy too is launch-bound at small sizes: grey there
+            flat = launch_bound(copy)
+            ax.plot(copy["num_tokens"][flat], copy["gbps"][flat], "--", color="#bbbbbb", lw=1,
+                    label="_device copy (launch-bound)")
+            ax.plot(copy["num_tokens"][~flat], copy["gbps"][~flat], "--", color=color("copy"), lw=1,
                     label="device copy")
-        ax.set_ylabel("GB/s (minimal bytes moved / time)")
+        ax.set_ylabel("GB/s (minimal bytes moved / time)", fontsize=FONT)
     _log_axes(ax)
-    ax.set_xlabel("tokens")
+    ax.set_xlabel("tokens", fontsize=FONT)
     _title(ax, "fraction of copy speed" if relative else "achieved bandwidth", preset, distribution,
            mode, sub, short)
     _note_absent(ax, absent)
-    ax.legend(fontsize=8)
+    _legend(ax, legend)
 
 
-def bandwidth(df, stages, preset, distribution, mode="eager", relative=False, ax=None) -> Figure:
+def bandwidth(df, stages, preset, distribution, mode="eager", relative=False, ax=None,
+              legend=True) -> Figure:
     """Achieved GB/s against tokens, the device copy's GB/s as reference line (``relative=True``:
-    each stage as a fraction of the copy's speed)."""
-    fig, ax = _figure(ax)
-    _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative)
+    each stage as a fraction of the copy's speed). A stage's launch-bound sizes are grey points only."""
+    fig, ax = _figure(ax, WIDE)
+    _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, legend=legend)
     return fig
 
 
@@ -259,26 +321,29 @@ def speedup_table(df, stages, preset, distribution, mode="eager", over="previous
     return pd.DataFrame(cols).dropna(how="all")
 
 
-def _draw_speedup(ax, df, stages, preset, distribution, mode, over, short=False):
+def _draw_speedup(ax, df, stages, preset, distribution, mode, over, short=False, legend=True):
     table = speedup_table(df, stages, preset, distribution, mode, over)
     _, absent, _, sub = _curves(df, stages, preset, distribution, mode)
     for name in table.columns:
         col = table[name].dropna()
-        ax.plot(col.index, col.values, "o-", ms=3, color=color(name.split(" / ")[0]), label=name)
+        first = name.split(" / ")[0]
+        ax.plot(col.index, col.values, "-", marker=marker(first), ms=4, mfc="none", lw=1.3,
+                color=color(first), label=name)
     ax.axhline(1.0, ls="--", color="#555555", lw=1)
     _log_axes(ax)
-    ax.set_xlabel("tokens")
-    ax.set_ylabel("speed-up (x, medians; >1 faster)")
+    ax.set_xlabel("tokens", fontsize=FONT)
+    ax.set_ylabel("speed-up (x, medians; >1 faster)", fontsize=FONT)
     what = "speed-up over the previous stage" if over == "previous" else f"speed-up over {over}"
     _title(ax, what, preset, distribution, mode, sub, short)
     _note_absent(ax, absent)
-    ax.legend(fontsize=8)
+    _legend(ax, legend)
 
 
-def speedup(df, stages, preset, distribution, mode="eager", over="previous", ax=None) -> Figure:
+def speedup(df, stages, preset, distribution, mode="eager", over="previous", ax=None,
+            legend=True) -> Figure:
     """Speed-up of each stage over the one before it in ``stages`` (or over the stage ``over``)."""
-    fig, ax = _figure(ax)
-    _draw_speedup(ax, df, stages, preset, distribution, mode, over)
+    fig, ax = _figure(ax, WIDE)
+    _draw_speedup(ax, df, stages, preset, distribution, mode, over, legend=legend)
     return fig
 
 
@@ -296,23 +361,40 @@ def stage_grid(df, stages, preset, distributions=None, mode="eager",
     if bad or not kinds or not distributions:
         raise ValueError(f"stage_grid needs kinds from ('time', 'bandwidth', 'speedup') (got {kinds}) "
                          f"and at least one distribution (got {distributions})")
-    fig = Figure(figsize=(4.3 * len(distributions), 3.0 * len(kinds) + 0.4), dpi=DPI,
+    fig = Figure(figsize=(3.9 * len(distributions) + 1.9, 2.9 * len(kinds) + 0.5), dpi=DPI,
                  layout="constrained")
-    axes = fig.subplots(len(kinds), len(distributions), squeeze=False)
+    axes = fig.subplots(len(kinds), len(distributions), squeeze=False, sharex=True)
     relative = ("copy" in set(df["stage"])) if bandwidth_relative is None else bandwidth_relative
     sub = results.select(df, preset=preset, distribution=distributions, mode=mode)
-    fig.suptitle(f"{preset}, {mode} mode; {results.short_provenance(sub)}", fontsize=10)
+    fig.suptitle(f"{preset}, {mode} mode; {results.short_provenance(sub)}", fontsize=FONT + 2)
     for j, dist in enumerate(distributions):
         for i, kind in enumerate(kinds):
             ax = axes[i, j]
             if kind == "time":
-                _draw_time(ax, df, stages, preset, dist, mode, short=True)
+                _draw_time(ax, df, stages, preset, dist, mode, short=True, legend=False)
             elif kind == "bandwidth":
-                _draw_bandwidth(ax, df, stages, preset, dist, mode, relative=relative, short=True)
+                _draw_bandwidth(ax, df, stages, preset, dist, mode, relative=relative, short=True,
+                                legend=False)
             else:
-                _draw_speedup(ax, df, stages, preset, dist, mode, over, short=True)
+                _draw_speedup(ax, df, stages, preset, dist, mode, over, short=True, legend=False)
+            if j:  # one y label per row of panels
+                ax.set_ylabel("")
+    figure_legend(fig)
     return fig
 
 
-__all__ = ["BASELINE_COLORS", "DISTRIBUTION_COLORS", "color", "routing_matrix", "routing_counts",
+def figure_legend(fig):
+    """One legend for all the panels of ``fig``, outside them on the right (each label once)."""
+    handles = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=FONT,
+                   frameon=False)
+    return fig
+
+
+__all__ = ["BASELINE_COLORS", "DISTRIBUTION_COLORS", "FONT", "FLAT", "GRAPH_NODE_US", "color", "marker",
+           "launch_bound", "figure_legend", "routing_matrix", "routing_counts",
            "time_vs_tokens", "bandwidth", "bandwidth_table", "speedup", "speedup_table", "stage_grid"]

@@ -62,17 +62,20 @@ def test_large_batch_speedup_below_goal_is_not_met():
     row = t[(t["mode"] == "eager") & (t["distribution"] == "hot")
             & t["target"].str.contains("speed-up")].iloc[0]
     assert row["value"] == pytest.approx(10.0) and not row["met"]
-    ratio = t[(t["mode"] == "eager") & (t["distribution"] == "hot") & t["target"].str.contains("copy")].iloc[0]
+    ratio = t[(t["mode"] == "eager") & (t["distribution"] == "hot")
+              & t["target"].str.contains("copy")].iloc[0]
     assert ratio["value"] == pytest.approx(40.0 / 18.0) and not ratio["met"]
     assert t[t["mode"] == "graph"]["met"].all()
 
 
 def test_copy_ratio_goal_boundary():
     t = report.large_batch(synthetic({("copy", "graph", "uniform", 1 << 20): 20.0 / 1.3}))
-    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform") & t["target"].str.contains("copy")].iloc[0]
+    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform")
+            & t["target"].str.contains("copy")].iloc[0]
     assert row["value"] == pytest.approx(1.3) and row["met"]
     t = report.large_batch(synthetic({("copy", "graph", "uniform", 1 << 20): 15.0}))
-    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform") & t["target"].str.contains("copy")].iloc[0]
+    row = t[(t["mode"] == "graph") & (t["distribution"] == "uniform")
+            & t["target"].str.contains("copy")].iloc[0]
     assert not row["met"]
 
 
@@ -104,7 +107,8 @@ def test_slower_rows_finds_planted_row_with_ranges_and_graph_medians():
 
 
 def test_never_slower_counts_per_mode():
-    t = report.never_slower(synthetic({("best", "eager", "hot", 64): 3.2, ("best", "eager", "uniform", 1): 9.0}))
+    t = report.never_slower(synthetic({("best", "eager", "hot", 64): 3.2,
+                                       ("best", "eager", "uniform", 1): 9.0}))
     eager, graph = t[t["mode"] == "eager"].iloc[0], t[t["mode"] == "graph"].iloc[0]
     assert eager["value"] == 2 and not eager["met"] and eager["goal"] == f"0 of {2 * len(TOKENS)}"
     assert graph["value"] == 0 and graph["met"]
@@ -173,3 +177,42 @@ def test_compact_png_is_a_smaller_palette_png_of_the_same_size():
     assert len(img.data) < len(full.getvalue())
     with pytest.raises(ValueError, match="colors"):
         report.compact_png(fig, colors=1)
+
+
+def test_markdown_report_has_provenance_table_and_the_slower_rows():
+    df = synthetic({("best", "eager", "hot", 64): 4.0})
+    text = report.markdown(df)
+    assert text.startswith("# Performance targets\n") and "Test Card" in text
+    table = [line for line in text.splitlines() if line.startswith("| (")]
+    assert len(table) == len(report.targets(df))
+    assert all(line.count("|") == len(report.TARGET_COLUMNS) + 1 for line in table)
+    assert "| (c) rows where best is slower | eager | all |  | 1 | 0 of 14 | NO |" in text
+    assert "## Where `best` is slower" in text and "| eager | hot | 64 | 4.0 |" in text
+    assert "## Where" not in report.markdown(synthetic())
+
+
+def test_markdown_table_escapes_pipes_and_leaves_missing_cells_empty():
+    got = report.markdown_table(pd.DataFrame({"a": ["x|y", None], "b": [1, pd.NA]}))
+    assert got.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |", "|  |  |"]
+
+
+def test_command_line_prints_markdown_and_refuses_a_missing_folder(tmp_path, capsys):
+    synthetic().to_csv(tmp_path / "run.csv", index=False)
+    assert report.main(["--markdown", "--path", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == report.markdown(results.load(tmp_path))
+    assert report.main(["--path", str(tmp_path)]) == 0
+    assert "TARGETS, from Test Card" in capsys.readouterr().out
+    assert report.main(["--path", str(tmp_path / "gone")]) == 2
+    assert "gone does not exist" in capsys.readouterr().err
+
+
+def test_docs_performance_targets_is_the_report_of_the_recorded_run():
+    from pathlib import Path
+
+    doc = Path(report.__file__).resolve().parent.parent / "docs" / "performance-targets.md"
+    try:
+        df = results.load(results.DATA_DIR)
+    except FileNotFoundError:
+        pytest.skip("no recorded benchmark results in data/bench")
+    assert doc.read_text() == report.markdown(df), \
+        "regenerate it: python -m moe_lab.report --markdown > docs/performance-targets.md"

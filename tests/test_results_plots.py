@@ -154,6 +154,15 @@ def test_measure_or_load_with_a_gpu_measures_live_with_the_copy(capsys):
 # plots of results
 # ------------------------------------------------------------------------------------------------
 
+def drawn(fig: Figure):
+    """Lay ``fig`` out and draw it with Agg; return the renderer (for sizes in pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
 def lines_by_label(fig: Figure, index=0):
     return {line.get_label(): line for line in fig.axes[index].get_lines()}
 
@@ -197,17 +206,58 @@ def test_plot_into_a_given_axes_and_never_through_pyplot():
 
 def test_bandwidth_absolute_and_relative_to_the_copy():
     df = synthetic()
-    lines = lines_by_label(plots.bandwidth(df, STAGES, "deepseek-v3", "hot"))
-    gbps = df[(df.stage == "tl_full") & (df.distribution == "hot")].sort_values("num_tokens").gbps
-    np.testing.assert_allclose(lines["tl_full"].get_ydata(), gbps)
-    assert "device copy" in lines
+    fig = plots.bandwidth(df, STAGES, "deepseek-v3", "hot")
+    lines = lines_by_label(fig)
+    rows = df[(df.stage == "tl_full") & (df.distribution == "hot")].sort_values("num_tokens")
+    bound = plots.launch_bound(rows)
+    assert list(bound) == [True, True, False, False]  # 1 and 64 tokens: time flat
+    np.testing.assert_allclose(lines["tl_full"].get_ydata(), rows.gbps[~bound])
+    grey = lines["_tl_full (launch-bound)"]  # the first stage's grey points carry the legend entry
+    np.testing.assert_allclose(grey.get_ydata(), rows.gbps[bound])
+    assert matplotlib.colors.same_color(grey.get_color(), "#bbbbbb") and grey.get_linestyle() == "None"
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert sum("launch-bound" in t for t in legend) == 1 and "tl_full" in legend
+    copy = df[(df.stage == "copy") & (df.distribution == "hot")].sort_values("num_tokens")
+    np.testing.assert_allclose(lines["device copy"].get_ydata(), copy.gbps[~plots.launch_bound(copy)])
+    np.testing.assert_allclose(lines["_device copy (launch-bound)"].get_ydata(),
+                               copy.gbps[plots.launch_bound(copy)])
     rel = plots.bandwidth_table(df, STAGES, "deepseek-v3", "uniform", relative=True)
     for n in TOKENS:
         assert rel.loc[n, "naive"] == pytest.approx(median(df, "copy", n) / median(df, "naive", n))
     fig = plots.bandwidth(df, STAGES, "deepseek-v3", "uniform", relative=True)
-    np.testing.assert_allclose(lines_by_label(fig)["scalar_atomic"].get_ydata(), rel["scalar_atomic"])
+    np.testing.assert_allclose(lines_by_label(fig)["scalar_atomic"].get_ydata(),
+                               rel["scalar_atomic"].iloc[2:])  # past the two launch-bound sizes
     with pytest.raises(ValueError, match="'copy' rows"):
         plots.bandwidth_table(synthetic(stages=STAGES), STAGES, "deepseek-v3", "uniform", relative=True)
+
+
+def test_launch_bound_is_the_flat_prefix_only():
+    rows = pd.DataFrame({"median_us": [2.0, 2.2, 9.0, 2.5, 40.0]})
+    assert list(plots.launch_bound(rows)) == [True, True, False, False, False]
+    assert list(plots.launch_bound(rows.iloc[:0])) == []
+
+
+def test_graph_mode_time_marks_the_one_graph_node_level():
+    df = synthetic().assign(mode="graph")
+    lines = lines_by_label(plots.time_vs_tokens(df, STAGES, "deepseek-v3", "uniform", mode="graph"))
+    level = lines["one graph node, about 1 us"]
+    assert set(level.get_ydata()) == {plots.GRAPH_NODE_US}
+    eager = lines_by_label(plots.time_vs_tokens(synthetic(), STAGES, "deepseek-v3", "uniform"))
+    assert "one graph node, about 1 us" not in eager
+
+
+def test_series_that_coincide_still_show_and_colours_and_markers_differ():
+    df = synthetic()
+    same = df[df.stage == "tl_full"].assign(stage="best")
+    lines = lines_by_label(plots.time_vs_tokens(pd.concat([df, same]), ["tl_full", "best"], "deepseek-v3",
+                                                "uniform"))
+    assert lines["tl_full"].get_marker() != lines["best"].get_marker()
+    assert lines["best"].get_markerfacecolor() == "none"  # hollow: the one under it shows through
+    names = list(moe_lab.STAGES)
+    assert len({plots.marker(s) for s in names}) == len(names)
+    rgb = [np.array(matplotlib.colors.to_rgb(plots.color(s))) for s in names + ["copy", "zeros"]]
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(rgb) for b in rgb[i + 1:]]
+    assert min(gaps) > 0.2  # no two stages in near-identical colours
 
 
 def test_speedup_over_previous_is_the_ratio_of_medians():
@@ -287,6 +337,28 @@ def test_stage_grid_has_one_column_per_distribution():
     assert "device copy" in lines_by_label(absolute, 1)
     with pytest.raises(ValueError, match="kinds"):
         plots.stage_grid(synthetic(), STAGES, "deepseek-v3", kinds=("pie",))
+
+
+def test_stage_grid_has_one_legend_outside_every_panel_and_readable_fonts():
+    df = pd.concat([synthetic(), synthetic().assign(mode="graph")])
+    fig = plots.stage_grid(df, STAGES, "deepseek-v3", mode="graph", kinds=("time", "bandwidth"))
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == len(set(labels)) and set(STAGES) <= set(labels)
+    assert "one graph node, about 1 us" in labels and not any(lab.startswith("_") for lab in labels)
+    renderer = drawn(fig)
+    box = fig.legends[0].get_window_extent(renderer)
+    for ax in fig.axes:  # the legend overlaps no panel
+        assert not box.overlaps(ax.get_window_extent(renderer))
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip() and t.get_visible()]
+    assert texts and min(t.get_fontsize() for t in texts) >= plots.FONT >= 9
+
+
+def test_single_plot_legend_sits_beside_the_axes():
+    fig = plots.time_vs_tokens(synthetic(), STAGES, "deepseek-v3", "uniform")
+    renderer = drawn(fig)
+    legend = fig.axes[0].get_legend()
+    assert legend.get_window_extent(renderer).x0 >= fig.axes[0].get_window_extent(renderer).x1
 
 
 # ------------------------------------------------------------------------------------------------

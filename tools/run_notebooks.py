@@ -3,8 +3,8 @@
     python tools/run_notebooks.py OUT_DIR [notebooks/NN_*.ipynb ...]
 
 Executes copies (the committed notebooks are not touched), writes the executed copies to OUT_DIR,
-prints one line per notebook (status, seconds) and exits 1 if any failed. The lead runs it on the GPU
-machine to check that the notebooks also run top to bottom there, with real sizes and live timings.
+prints one line per notebook (status, seconds) and exits 1 if any failed. Run it on a GPU machine to
+check that the notebooks also run top to bottom there, with real sizes and live timings.
 """
 import sys
 import time

@@ -1,16 +1,22 @@
 """decode: tl.histogram (shared-memory atomics) versus a one-hot register reduction (GPU; notes script)."""
-import csv, os, sys
-import torch, triton
+
+import os
+import sys
+
+import pandas as pd
+import torch
+import triton
 import triton.language as tl
-from triton.testing import do_bench_cudagraph
-import moe_lab
-from moe_lab import routing
+
+import moe_lab  # noqa: F401  (chooses where kernels run before any is defined)
+from moe_lab import records, routing, timing
 from moe_lab.stages import decode, scalar_atomic, torch_ref
 
 
 @triton.jit
-def decode_onehot(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
-                  BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+def decode_onehot(
+    ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr, NUM_BINS: tl.constexpr
+):
     counts = tl.zeros([NUM_BINS], dtype=tl.int32)
     bins = tl.arange(0, NUM_BINS)
     for base in range(0, num_total, BLOCK):
@@ -27,7 +33,10 @@ def decode_onehot(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
 dev = torch.device("cuda")
 rows = []
-ids_all = {d: routing.case("deepseek-v3", 2048, distribution=d, ep_size=8).topk_ids.to(dev) for d in ("uniform", "hot")}
+ids_all = {
+    d: routing.case("deepseek-v3", 2048, distribution=d, ep_size=8).topk_ids.to(dev)
+    for d in ("uniform", "hot")
+}
 
 
 def rec(**kw):
@@ -38,22 +47,43 @@ def rec(**kw):
 for dist, allids in ids_all.items():
     for slots in (8, 512, 1024, 2048, 4096, 8192, 16384):
         ids = allids.view(-1)[:slots].view(-1, 8).contiguous()
-        adj = torch.empty_like(ids); cnt = torch.zeros(32, dtype=torch.int32, device=dev)
+        adj = torch.empty_like(ids)
+        cnt = torch.zeros(32, dtype=torch.int32, device=dev)
         ra, rc = torch_ref.run(ids, 0, 32)
+
         def sa():
-            cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, 32)
-        rec(dist=dist, slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"))
+            cnt.zero_()
+            scalar_atomic.launch(ids, adj, cnt, 0, 32)
+
+        rec(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
+
         def d():
             decode.launch(ids, adj, cnt, 0, 32, num_warps=8)
-        rec(dist=dist, slots=slots, variant="decode w8", us=1000 * do_bench_cudagraph(d, return_mode="median"))
+
+        rec(dist=dist, slots=slots, config="decode w8", us=timing.time_us(d, "graph")[0])
         for block in (128, 256, 512, 1024, 2048):
             if block > 2 * max(slots, 128):
                 continue
             for w in (2, 4, 8, 16):
+
                 def f():
-                    decode_onehot[(1,)](ids, adj, cnt, ids.numel(), 0, 32, BLOCK=block, NUM_BINS=32, num_warps=w)
+                    decode_onehot[(1,)](
+                        ids, adj, cnt, ids.numel(), 0, 32, BLOCK=block, NUM_BINS=32, num_warps=w
+                    )
+
                 cnt.fill_(-1)
-                us = 1000 * do_bench_cudagraph(f, return_mode="median")
-                rec(dist=dist, slots=slots, variant=f"onehot b{block} w{w}", us=us, ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)))
-with open(os.path.join(out_dir, "decode.csv"), "w", newline="") as fh:
-    wr = csv.DictWriter(fh, sorted({k for r in rows for k in r})); wr.writeheader(); wr.writerows(rows)
+                us = timing.time_us(f, "graph")[0]
+                rec(
+                    dist=dist,
+                    slots=slots,
+                    config=f"onehot b{block} w{w}",
+                    us=us,
+                    ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)),
+                )
+name = "decode.csv"
+path = records.write(
+    pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_decode.py"),
+    os.path.join(out_dir, name),
+    records.TUNING,
+)  # checked, then written whole
+print("wrote", len(rows), "rows to", path, flush=True)
