@@ -416,7 +416,7 @@ def test_recorded_csv_round_trip(tmp_path):
     path = ep.write_csv(synthetic_frame(), tmp_path, run_id="synthetic")
     recorded = ep.load_recorded(tmp_path)
     assert len(recorded) == 16 and path.name == "ep_nccl_ws2_test-card_synthetic.csv"
-    assert list(pd.read_csv(path).columns) == [c for c, _ in ep.COLUMNS], "columns in schema order"
+    assert list(pd.read_csv(path).columns) == list(ep.COLUMNS), "columns in schema order"
     assert recorded["repeat"].dtype == "int64" and recorded["kernel_us"].dtype == "float64"
     assert isinstance(ep.plot_recorded(recorded), Figure)
     assert isinstance(ep.plot_hot_rank(recorded), Figure)
@@ -442,33 +442,28 @@ def test_the_recorded_h100_run_loads_and_has_its_hot_rank():
 
 
 @pytest.mark.parametrize("column,value,words", [
-    ("kernel_us", "fast", "column 'kernel_us' holds 'fast', not a number"),
-    ("kernel_us", -1.0, "kernel_us=-1.0 must be a finite time > 0"),
-    ("allgather_us", float("inf"), "allgather_us=inf must be a finite time > 0"),
-    ("date", "27/11/2026", "date='27/11/2026' is not an ISO date"),
-    ("repeat", 0.5, "column 'repeat' holds"),
+    ("kernel_us", "fast", "column 'kernel_us' is 'fast'"),
+    ("kernel_us", -1.0, "column 'kernel_us' is '-1.0'"),
+    ("allgather_us", float("inf"), "column 'allgather_us' is 'inf'"),
+    ("date", "27/11/2026", "column 'date' is '27/11/2026'"),
+    ("repeat", 0.5, "column 'repeat' is '0.5'"),           # a column the EP files gained later
+    ("allgather_stream_us", 0, "column 'allgather_stream_us' is '0'"),
 ])
 def test_recorded_csv_with_bad_values_names_file_and_row(tmp_path, column, value, words):
     frame = synthetic_frame()
     frame[column] = frame[column].astype(object)
     frame.loc[3, column] = value
-    frame["run_id"] = "bad"
     frame.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError) as info:
         ep.load_recorded(tmp_path)
     assert "bad.csv, row 5" in str(info.value) and words in str(info.value)
 
 
-@pytest.mark.parametrize("content,words", [
-    (b"", "not a readable CSV"),
-    (b"\xff\xfe\x00\x81binary", "not a readable CSV"),
-    (b"world_size,backend\n2,nccl\n", "columns ["),
-])
-def test_unreadable_csv_names_the_file(tmp_path, content, words):
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00\x81binary", b"world_size,backend\n2,nccl\n"])
+def test_unreadable_csv_names_the_file(tmp_path, content):
     (tmp_path / "odd.csv").write_bytes(content)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="odd.csv"):
         ep.load_recorded(tmp_path)
-    assert "odd.csv" in str(info.value) and words in str(info.value)
 
 
 def test_plots(sweep):

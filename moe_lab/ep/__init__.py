@@ -30,7 +30,8 @@ The modules, in the order a batch meets them:
 * :mod:`~moe_lab.ep.measure`: GPU timings of a rank (NCCL);
 * :mod:`~moe_lab.ep.supervisor`: the parent that starts, watches and stops the ranks;
 * :mod:`~moe_lab.ep.api`: :func:`run_group`, :func:`run_sweep`, :class:`EPResult`;
-* :mod:`~moe_lab.ep.recorded`: the CSV schema, writing and checked reading of recorded runs;
+* :mod:`~moe_lab.ep.recorded`: writing and checked reading of recorded runs (schema in
+  :mod:`moe_lab.records`);
 * :mod:`~moe_lab.ep.plots`, :mod:`~moe_lab.ep.cli` (``python -m moe_lab.ep``).
 
 GPU results: ``python -m moe_lab.ep --backend nccl --world-size 2 --out data/ep/`` (see
@@ -46,22 +47,22 @@ from .conservation import check_conservation
 from .plots import plot_expert_counts, plot_hot_rank, plot_imbalance, plot_recorded
 from .rank import PHASES, rank_main, router_output
 from .recorded import (
-                       COLUMNS,
-                       DATA_DIR,
-                       PROVENANCE,
-                       SETUP_COLUMNS,
-                       TIMING_COLUMNS,
-                       TIMINGS,
-                       latest,
-                       load_recorded,
-                       recorded_table,
-                       results_frame,
-                       write_csv,
+           COLUMNS,
+           DATA_DIR,
+           DEFAULTS,
+           NEW_COLUMNS,
+           SCHEMA,
+           TIMINGS,
+           latest,
+           load_recorded,
+           recorded_table,
+           results_frame,
+           write_csv,
 )
 from .supervisor import EPGroupError
 
 __all__ = ["run_group", "run_sweep", "EPResult", "EPGroupError", "check_conservation", "router_output",
            "rank_main", "results_frame", "write_csv", "load_recorded", "latest", "recorded_table",
            "plot_imbalance", "plot_expert_counts", "plot_recorded", "plot_hot_rank", "main", "BACKENDS",
-           "FAIL_MODES", "KERNEL_MODES", "MEASURED_STAGES", "PHASES", "COLUMNS", "SETUP_COLUMNS",
-           "TIMING_COLUMNS", "PROVENANCE", "TIMINGS", "DATA_DIR"]
+           "FAIL_MODES", "KERNEL_MODES", "MEASURED_STAGES", "PHASES", "SCHEMA", "COLUMNS",
+           "NEW_COLUMNS", "DEFAULTS", "TIMINGS", "DATA_DIR"]

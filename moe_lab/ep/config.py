@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from moe_lab import backend, registry, routing
+from moe_lab import backend, registry, routing, timing
 
 BACKENDS = ("gloo", "nccl")
 FAIL_MODES = ("raise", "exit", "hang")
 MEASURED_STAGES = ("scalar_atomic", "best")
-KERNEL_MODES = ("eager", "graph")
+KERNEL_MODES = timing.MODES
 """How a rank times each stage: ``do_bench`` of eager calls, or replays of a captured CUDA graph."""
 SEED_MAX = 2**31 - 1  # seeds are drawn per rank as seed + rank; keep them in a plain int32 range
 

@@ -8,9 +8,10 @@ Two all-gather measures, one column each:
 * ``allgather_stream_us``: the time of ``BACK_TO_BACK`` gathers in a row divided by their number,
   which spreads that skew over many gathers and comes closer to the link's own cost.
 
-Kernels are timed with ``triton.testing.do_bench`` (``kernel_mode="eager"``: whole eager calls, CPU
-launch path included) or ``do_bench_cudagraph`` (``"graph"``: replays of a captured call). Each
-measure is reported as its median with the 20th and 80th percentiles, in microseconds.
+Kernels are timed with the project's one timer, :func:`moe_lab.timing.time_us`: ``"eager"`` (whole
+eager calls, CPU launch path included; the middle of three ``do_bench`` runs) or ``"graph"`` (replays
+of a captured call). Each measure is reported as its median with the 20th and 80th percentiles, in
+microseconds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from moe_lab import registry
+from moe_lab import registry, timing
 
 WARMUP, WINDOWS, BACK_TO_BACK = 5, 50, 10
 
@@ -54,8 +55,6 @@ def _time_gathers(rank: int, out: torch.Tensor, padded: torch.Tensor, repeat: in
 def measure(cfg, rank: int, padded: torch.Tensor, gathered: torch.Tensor, start: int, num_local: int,
             post, repeat: int = 0) -> list[dict]:
     """One row per timed stage: this rank's all-gather and kernel timings, in microseconds."""
-    import triton.testing
-
     out = torch.empty((cfg.world_size * padded.shape[0], *padded.shape[1:]), dtype=padded.dtype,
                       device=padded.device)
     single = _quantiles(_time_gathers(rank, out, padded, 1))
@@ -71,12 +70,9 @@ def measure(cfg, rank: int, padded: torch.Tensor, gathered: torch.Tensor, start:
 
         call()  # first call compiles, and allocates what a graph capture must not
         torch.cuda.synchronize()
-        if cfg.kernel_mode == "graph":
-            ms = triton.testing.do_bench_cudagraph(call, rep=40, quantiles=[0.5, 0.2, 0.8])
-        else:
-            ms = triton.testing.do_bench(call, quantiles=[0.5, 0.2, 0.8])
+        us = timing.time_us(call, mode=cfg.kernel_mode)
         rows.append(dict(rank=rank, card=card, stage=name, kernel_mode=cfg.kernel_mode, repeat=repeat,
-                         kernel_us=ms[0] * 1e3, kernel_p20_us=ms[1] * 1e3, kernel_p80_us=ms[2] * 1e3,
+                         kernel_us=us[0], kernel_p20_us=us[1], kernel_p80_us=us[2],
                          allgather_us=single[0], allgather_p20_us=single[1], allgather_p80_us=single[2],
                          allgather_stream_us=stream[0], allgather_stream_p20_us=stream[1],
                          allgather_stream_p80_us=stream[2],
