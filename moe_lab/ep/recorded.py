@@ -38,7 +38,7 @@ DEFAULTS = {"kernel_mode": "eager", "repeat": 0, "allgather_stream_us": math.nan
 """Values of columns added after the first recorded runs, for files that lack them."""
 
 
-def results_frame(results) -> "pd.DataFrame":  # noqa: F821
+def results_frame(results):
     """One row per (batch, rank, stage, repeat): the group's set-up, the rank's share, its GPU timings.
 
     Without timings (gloo) there is one row per (batch, rank) with stage = the checked stage and
