@@ -300,6 +300,17 @@ def test_cli_refuses_without_gpus(capsys):
     assert "needs 2 GPUs" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(120)
+def test_python_dash_m_runs_a_gloo_group():
+    """``python -m moe_lab.ep``: the ranks must unpickle their body from moe_lab.ep.rank, not __main__."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-m", "moe_lab.ep", "--backend", "gloo", "--world-size", "2",
+                           "--preset", "mixtral", "--tokens-per-rank", "3", "--distribution", "hot"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "tokens_per_rank=[3, 3], gathered [6, 2], local_slots=[8, 4], conservation holds" in done.stdout
+
+
 def test_cli_refuses_to_record_gloo(capsys, tmp_path):
     with pytest.raises(SystemExit):
         ep.main(["--backend", "gloo", "--world-size", "2", "--out", str(tmp_path)])
