@@ -75,8 +75,9 @@ def test_every_notebook_states_its_time_in_its_first_cell():
     for path in notebooks:
         kind, minutes = notebook_time(path)
         expected = "path" if path.name[:2] in PATH_NOTEBOOKS else "take-home"
-        assert kind == expected, (f"{path.name} is {'on the three-hour path' if expected == 'path' else 'take-home'}: "
-                                  f"its time line should be {'**Time:** NN min' if expected == 'path' else '**Take-home:** about NN min'}")
+        where, form = (("on the three-hour path", "**Time:** NN min") if expected == "path"
+                       else ("take-home", "**Take-home:** about NN min"))
+        assert kind == expected, f"{path.name} is {where}: its time line should be {form}"
         assert 0 < minutes <= 90, f"{path.name}: {minutes} min is not a plausible time for one notebook"
 
 

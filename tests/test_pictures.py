@@ -25,7 +25,8 @@ def test_side_by_side_shows_each_stage_totals_and_the_hot_counter():
     fig = contention.atomics_side_by_side(left, right, suptitle="hot")
     assert isinstance(fig, Figure)
     heat_left, bars_left, heat_right, bars_right = fig.axes[:4]
-    assert heat_left.get_title() == f"scalar_atomic: {left.atomics.shape[0]} programs, {int(left.atomics.sum()):,} atomics"
+    programs, total = left.atomics.shape[0], int(left.atomics.sum())
+    assert heat_left.get_title() == f"scalar_atomic: {programs} programs, {total:,} atomics"
     assert heat_right.get_title().startswith("block_histogram: 2 programs")
     # every token hits expert 0: one atomic each for scalar_atomic, one per program for block_histogram
     heights_left = [patch.get_height() for patch in bars_left.patches]

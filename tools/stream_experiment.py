@@ -73,17 +73,18 @@ def main() -> int:
         copy_out = torch.empty_like(ids)
         block = decode.tile_size(slots)
 
-        def run_decode():
+        # each callable binds this size's buffers as defaults, so it never sees the next iteration's
+        def run_decode(ids=ids, adjusted=adjusted, counts=counts):
             decode.launch(ids, adjusted, counts, 0, NUM_LOCAL)
 
-        def run_stream_one():
+        def run_stream_one(ids=ids, adjusted=adjusted, slots=slots, block=block):
             stream_kernel[(1,)](ids, adjusted, slots, 0, NUM_LOCAL, BLOCK=block, num_warps=decode.NUM_WARPS)
 
-        def run_stream_many():
+        def run_stream_many(ids=ids, adjusted=adjusted, slots=slots):
             stream_kernel[(triton.cdiv(slots, 1024),)](ids, adjusted, slots, 0, NUM_LOCAL, BLOCK=1024,
                                                        num_warps=4)
 
-        def run_copy():
+        def run_copy(ids=ids, copy_out=copy_out):
             copy_out.copy_(ids)
 
         for name, fn, checks_counts in (("decode", run_decode, True), ("stream_one", run_stream_one, False),
