@@ -48,7 +48,7 @@ def atomics_side_by_side(left, right, *, titles: tuple[str, str] = ("scalar_atom
     fig = Figure(figsize=(12.8, 6.4), dpi=DPI, layout="constrained")
     grid = fig.add_gridspec(2, 2, height_ratios=(2.2, 1))
     image = None
-    for col, (matrix, total, title) in enumerate(zip((a, b), totals, titles)):
+    for col, (matrix, total, title) in enumerate(zip((a, b), totals, titles, strict=True)):
         ax = fig.add_subplot(grid[0, col])
         shown = np.ma.masked_equal(matrix, 0)  # programs that send nothing to a counter stay white
         image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="viridis", norm=norm,
