@@ -37,6 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_BIN_TICKET, PERSISTENT, Kernel
 from ._launch import prepare
 from .block_histogram import MAX_BINS, check_bins, num_bins, sm_count
 
@@ -75,6 +76,18 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
         tl.store(count_ptr + bins, totals, mask=is_bin)
         tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)
 
+
+def num_warps(block: int) -> int:
+    """4 warps for tiles up to 1024 slots, 8 above (H200 sweep, tools/)."""
+    return 4 if block <= 1024 else 8
+
+
+KERNEL = Kernel(one_launch_kernel, grid=PERSISTENT, writes=PER_BIN_TICKET, sem="relaxed",
+                args=("ids", "adjusted", "counts", "scratch", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: tile_size(num_total),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "TICKET": MAX_BINS},
+                num_warps=num_warps, programs_per_sm=PROGRAMS_PER_SM, check=check_bins, ir_slots=1 << 17)
 
 SCRATCH_SIZE = MAX_BINS + 1  # MAX_BINS accumulators, then the ticket
 SPARES = 64
@@ -209,18 +222,18 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warp
     """
     num_total = topk_ids.numel()
     block = block or tile_size(num_total)
-    num_warps = num_warps or (4 if block <= 1024 else 8)
+    warps = num_warps or KERNEL.num_warps(block)
     device = topk_ids.device
     grid = grid_size(num_total, device, block, programs_per_sm)
     if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
         with torch.cuda.device(device):  # Triton launches on the current device's current stream
-            return launch(topk_ids, adjusted, counts, start, num_local, block=block, num_warps=num_warps,
+            return launch(topk_ids, adjusted, counts, start, num_local, block=block, num_warps=warps,
                           programs_per_sm=programs_per_sm, scratch_buffer=scratch_buffer, **sems)
     if scratch_buffer is None:
         scratch_buffer = scratch(device)
     one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch_buffer, num_total, start, num_local,
                                BLOCK=block, NUM_BINS=num_bins(num_local), TICKET=MAX_BINS,
-                               num_warps=num_warps, **sems)
+                               num_warps=warps, **sems)
 
 
 def run(topk_ids, start, num_local):
