@@ -13,7 +13,7 @@ recorded H100 sweep in ``data/`` (notebook 07 plots it).
 
 What is safe: ``decode`` and ``relaxed`` keep no state. ``one_launch`` keeps a zero-between-calls
 scratch that no two concurrent launches share (one per call on the CPU, one per device and stream
-on a GPU, one per captured launch in a CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so
+on a GPU, one per captured CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so
 calls from several threads, streams, devices or concurrently replayed graphs, and calls after an
 interrupted one, all give the same results as calls made one at a time. Output buffers that overlap
 each other or ``topk_ids`` are refused.

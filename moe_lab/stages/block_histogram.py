@@ -30,6 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_BIN, PERSISTENT, Kernel
 from ._launch import prepare
 
 BLOCK = 8192
@@ -84,6 +85,14 @@ def check_bins(num_local: int, stage: str) -> None:
         raise ValueError(f"{stage} keeps a histogram of num_local={num_local} bins in "
                          f"registers; it supports at most {MAX_BINS}. Use stage='best', which falls "
                          f"back to per-slot relaxed atomics for that many experts")
+
+
+KERNEL = Kernel(block_histogram_kernel, grid=PERSISTENT, writes=PER_BIN, sem="relaxed",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: BLOCK,
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "WRITE_COUNTS": False},
+                num_warps=lambda block: NUM_WARPS, programs_per_sm=PROGRAMS_PER_SM, check=check_bins)
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=BLOCK, num_warps=NUM_WARPS,

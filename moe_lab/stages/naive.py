@@ -11,6 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TOKENS, Kernel
 from ._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
@@ -31,6 +32,12 @@ def naive_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, topk, start, num_
                     tl.atomic_add(count_ptr + (expert - start), 1)
                 else:
                     tl.store(adjusted_ptr + slot, -1)
+
+
+KERNEL = Kernel(naive_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_tokens", "topk", "start", "num_local"),
+                block=lambda topk, num_total: TOKENS_PER_PROGRAM * topk,
+                constexprs=lambda block, topk, num_local: {"TOKENS_PER_PROGRAM": block // topk})
 
 
 def run(topk_ids, start, num_local):

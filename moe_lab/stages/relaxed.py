@@ -14,6 +14,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TILES, Kernel
 from ._launch import prepare
 from .tl_full import block_size
 
@@ -28,6 +29,12 @@ def relaxed_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local
     local_expert = tl.where(local, expert - start, -1)
     tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
     tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")
+
+
+KERNEL = Kernel(relaxed_kernel, grid=TILES, writes=PER_SLOT, sem="relaxed",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: block_size(topk),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block})
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, block=None):

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TOKENS, Kernel
 from ._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
@@ -38,6 +39,19 @@ def row_loop_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, start, num_loc
             adjusted = tl.where(is_local, ids - start, -1)
             tl.store(adjusted_ptr + token * TOPK + k, adjusted)
             tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)
+
+
+def check_topk(topk: int) -> None:
+    """Refuse a topk that ``tl.arange`` cannot make, before launching."""
+    if topk & (topk - 1):
+        raise NonPowerOfTwoTopkError(f"row_loop cannot run topk={topk}: tl.arange(0, {topk}) needs a power of two")
+
+
+KERNEL = Kernel(row_loop_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_tokens", "start", "num_local"),
+                block=lambda topk, num_total: TOKENS_PER_PROGRAM * topk,
+                constexprs=lambda block, topk, num_local: {"TOPK": topk, "TOKENS_PER_PROGRAM": block // topk},
+                check_topk=check_topk)
 
 
 def run(topk_ids, start, num_local):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TILES, Kernel
 from ._launch import prepare
 from .tl_full import block_size
 
@@ -27,6 +28,12 @@ def scalar_atomic_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num
     local_expert = tl.where(local, expert - start, -1)
     tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
     tl.atomic_add(count_ptr + local_expert, 1, mask=local)
+
+
+KERNEL = Kernel(scalar_atomic_kernel, grid=TILES, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: block_size(topk),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block})
 
 
 def launch(topk_ids, adjusted, counts, start, num_local):
