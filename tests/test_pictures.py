@@ -7,7 +7,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from moe_lab import atomics
+from moe_lab import atomics, tracer
 from moe_lab.pictures import contention, ticket
 
 
@@ -20,8 +20,8 @@ def hot_ids(num_tokens=64, topk=8, num_local=32, seed=0):
 
 def test_side_by_side_shows_each_stage_totals_and_the_hot_counter():
     ids = hot_ids()
-    left = atomics.trace("scalar_atomic", ids, 0, 32, block=128)
-    right = atomics.trace("block_histogram", ids, 0, 32, block=128, num_programs=2)
+    left = tracer.trace("scalar_atomic", ids, 0, 32, block=128)
+    right = tracer.trace("block_histogram", ids, 0, 32, block=128, num_programs=2)
     fig = contention.atomics_side_by_side(left, right, suptitle="hot")
     assert isinstance(fig, Figure)
     heat_left, bars_left, heat_right, bars_right = fig.axes[:4]

@@ -1,7 +1,7 @@
 """Where the atomics go: per-slot atomics against one atomic per bin, side by side.
 
 :func:`atomics_side_by_side` takes two records of counter traffic (anything with an ``atomics`` array of
-shape ``[programs, counters]``: a :class:`moe_lab.atomics.KernelTrace` from the tracer, which ran the real
+shape ``[programs, counters]``: a :class:`moe_lab.tracer.KernelTrace` from the tracer, which ran the real
 kernel in Triton's interpreter, or the model's :class:`moe_lab.atomics.AtomicTraffic`) and draws, for each,
 the atomics every program sends to every counter (top) and the total each counter receives (bottom), on
 the same colour and bar scales so the two stages compare at a glance.
@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from ..atomics import COUNTERS_PER_LINE
+from ..launches import COUNTERS_PER_LINE
 
 DPI = 80
 
@@ -22,7 +22,7 @@ def _matrix(traffic, name: str) -> np.ndarray:
     atomics = getattr(traffic, "atomics", None)
     if atomics is None or np.ndim(atomics) != 2:
         raise TypeError(f"{name} must have an `atomics` array of shape [programs, counters] (a trace from "
-                        f"moe_lab.atomics.trace or a model from atomic_traffic), got {type(traffic).__name__}")
+                        f"moe_lab.tracer.trace or a model from atomic_traffic), got {type(traffic).__name__}")
     return np.asarray(atomics)
 
 
