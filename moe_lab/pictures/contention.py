@@ -62,7 +62,7 @@ def atomics_side_by_side(left, right, *, titles: tuple[str, str] = ("scalar_atom
         bars = fig.add_subplot(grid[1, col])
         bars.bar(np.arange(num_counters), np.maximum(total, 0.8), color="#444444", width=0.8)
         bars.set_yscale("log")
-        bars.set_ylim(0.8, bar_top * 2)
+        bars.set_ylim(0.8, bar_top * 5)  # headroom for the label above the tallest bar
         bars.set_xlim(-0.5, num_counters - 0.5)
         bars.set_xlabel("counter (local expert); 32 counters = one 128-byte line", fontsize=12)
         bars.set_ylabel("atomics per counter", fontsize=12)
