@@ -12,12 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import exercise_kernels as K
 import pytest
 import torch
 import triton
 import triton.language as tl
 
-import exercise_kernels as K
 import moe_lab
 from moe_lab import exercises, interp, verify
 
@@ -73,8 +73,10 @@ def test_every_exercise_in_the_spec_has_solution_stub_and_mistakes():
         assert ex.hints and all(isinstance(v, str) and v for v in ex.hints.values())
     # the spec's symptom -> hint wording, which the notebooks and the guide quote
     table = exercises.EXERCISES["masked_block"].hints
-    assert "padded slots loaded as 0? use other=-1 or mask the atomic with the in-bounds mask" in table.values()
-    assert exercises.EXERCISES["block_histogram"].hint("histogram_unmasked").startswith("tl.histogram needs mask=")
+    padded = "padded slots loaded as 0? use other=-1 or mask the atomic with the in-bounds mask"
+    assert padded in table.values()
+    unmasked = exercises.EXERCISES["block_histogram"].hint("histogram_unmasked")
+    assert unmasked.startswith("tl.histogram needs mask=")
 
 
 def test_the_spec_mistakes_are_all_planted():
@@ -187,11 +189,16 @@ def test_checker_on_compiled_kernel_objects_without_gpu(tmp_path):
         "from triton.runtime.jit import JITFunction\n"
         "from moe_lab import exercises\n"
         "assert isinstance(K.masked_block_solution, JITFunction)\n"
-        "assert exercises.check('masked_block', K.masked_block_solution)\n"
-        "assert exercises.check('block_size', K.block_size_solution)\n"
-        "assert not exercises.check('masked_block', K.masked_block_other_zero)\n"
-        "assert not exercises.check('block_histogram', K.block_histogram_no_hist_mask)\n"
-        "assert not exercises.check('masked_block', K.masked_block_stub)\n"
+        "for name, obj, want in [('masked_block', K.masked_block_solution, True),\n"
+        "                        ('block_size', K.block_size_solution, True),\n"
+        "                        ('ticket', K.ticket_solution, True),\n"
+        "                        ('masked_block', K.masked_block_other_zero, False),\n"
+        "                        ('block_histogram', K.block_histogram_no_hist_mask, False),\n"
+        "                        ('masked_block', K.masked_block_load_store_counts, False),\n"
+        "                        ('masked_block', K.masked_block_stub, False)]:\n"
+        "    result = exercises.check(name, obj)\n"
+        "    print(result)\n"
+        "    assert bool(result) is want, name\n"
     )
     env = dict(os.environ, TRITON_INTERPRET="0", MOE_LAB_QUIET="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
@@ -199,6 +206,7 @@ def test_checker_on_compiled_kernel_objects_without_gpu(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "padded slots loaded as 0?" in proc.stdout and "tl.histogram needs mask=" in proc.stdout
+    assert "use an atomic" in proc.stdout
     assert "not done yet" in proc.stdout
 
 
@@ -212,3 +220,23 @@ def test_gpu_checks(capsys):
     for exercise, mistake, planted, hint in K.MISTAKES:
         ok, out = _check(capsys, exercise, planted)
         assert not ok and hint in out, f"{exercise}: {mistake}\n{out}"
+
+
+def _toy_runner(ex, obj, hint_level):
+    from moe_lab.exercises.report import say
+
+    say(f"{ex.name}: obj({3}) = {obj(3)}")
+    return obj(3) == 9
+
+
+def test_an_exercise_with_its_own_runner_is_one_catalogue_entry(monkeypatch):
+    """Another module adds an exercise with one entry: its runner reports through say()."""
+    from dataclasses import replace
+
+    toy = replace(exercises.EXERCISES["block_size"], name="square", notebook="10",
+                  runner=f"{__name__}:_toy_runner", answer=f"{__name__}:_toy_runner")
+    monkeypatch.setitem(exercises.EXERCISES, "square", toy)
+    assert exercises.check("square", lambda x: x * x)
+    result = exercises.check("square", lambda x: x + 1)
+    assert not result and "square: obj(3) = 4" in result.text
+    assert "_toy_runner" in str(exercises.solution("square"))

@@ -6,11 +6,11 @@ from __future__ import annotations
 import signal
 import threading
 
+import exercise_kernels as K
 import pytest
 import triton
 import triton.language as tl
 
-import exercise_kernels as K
 from moe_lab import exercises
 from moe_lab.exercises import sandbox
 

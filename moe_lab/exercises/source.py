@@ -128,7 +128,8 @@ def python_helpers(kernel, _seen=None) -> list[str]:
         return []
     scope = dict(getattr(fn, "__globals__", {}))
     closure = getattr(fn, "__closure__", None) or ()
-    for name, cell in zip(getattr(fn, "__code__", types.SimpleNamespace(co_freevars=())).co_freevars, closure):
+    free = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+    for name, cell in zip(free, closure):
         try:
             scope[name] = cell.cell_contents
         except ValueError:
