@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import triton
 
+from ._kernel import SINGLE, STORES, Kernel
 from ._launch import prepare
 from .block_histogram import block_histogram_kernel, check_bins, num_bins
 
@@ -28,6 +29,14 @@ def tile_size(num_total: int) -> int:
     return min(2048, max(16, triton.next_power_of_2(num_total)))
 
 
+KERNEL = Kernel(block_histogram_kernel, grid=SINGLE, writes=STORES, sem="",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: tile_size(num_total),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "WRITE_COUNTS": True},
+                num_warps=lambda block: NUM_WARPS, check=check_bins, ir_slots=MAX_SLOTS)
+
+
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=NUM_WARPS):
     """Launch on prepared buffers; counts need no zeroing (every one is stored)."""
     num_total = topk_ids.numel()
@@ -36,10 +45,9 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warp
                                  WRITE_COUNTS=True, num_warps=num_warps)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="decode", zero_counts=False)
-    check_bins(num_local, "decode")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="decode",
+                                                 zero_counts=False, check=check_bins)
     if topk_ids.numel() == 0:
         counts.zero_()
     else:

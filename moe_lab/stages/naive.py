@@ -11,6 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TOKENS, Kernel
 from ._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
@@ -33,9 +34,14 @@ def naive_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, topk, start, num_
                     tl.store(adjusted_ptr + slot, -1)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="naive")
+KERNEL = Kernel(naive_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_tokens", "topk", "start", "num_local"),
+                block=lambda topk, num_total: TOKENS_PER_PROGRAM * topk,
+                constexprs=lambda block, topk, num_local: {"TOKENS_PER_PROGRAM": block // topk})
+
+
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="naive")
     num_tokens, topk = topk_ids.shape
     if topk_ids.numel() == 0:
         return adjusted, counts

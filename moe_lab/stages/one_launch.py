@@ -1,4 +1,4 @@
-"""Stage 8, ``one_launch``: many programs, one launch, no memset: the last program writes the counts.
+"""``one_launch``: many programs, one launch, no memset: the last program writes the counts.
 
 ``decode`` needs no memset because a single program owns every counter; that stops paying once one
 SM cannot stream the input quickly (a few thousand slots). ``block_histogram`` spreads the work but
@@ -20,16 +20,24 @@ the ticket relaxed as well is measurably faster and measurably wrong: the H200 s
 miscounts with it. Each acq_rel atomic costs a round trip to L2, which is why this stage, correct at
 any size, still loses to ``decode`` on tiny inputs.
 
-The scratch is allocated once per device and kept (see :func:`scratch`): call once before capturing
-a CUDA graph, and do not run two calls at the same time on two streams of one device.
+The scratch is state that outlives a call, so who may share it is the whole safety argument (the
+details are in :func:`scratch`): on the CPU each call gets a fresh one; on a GPU each (device, stream)
+keeps its own, since launches on one stream never overlap and a launch that starts always finishes,
+re-zeroing it; each captured CUDA graph gets one that nothing else touches. So threads,
+streams, graphs replayed side by side, several devices and interrupted calls are all safe, and the
+common case (eager calls on one stream, or graph replays) keeps one launch and no memset.
 """
 
 from __future__ import annotations
+
+import ctypes
+import threading
 
 import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_BIN_TICKET, PERSISTENT, Kernel
 from ._launch import prepare
 from .block_histogram import MAX_BINS, check_bins, num_bins, sm_count
 
@@ -69,24 +77,133 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
         tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)
 
 
-_SCRATCH: dict[str, torch.Tensor] = {}
+def num_warps(block: int) -> int:
+    """4 warps for tiles up to 1024 slots, 8 above (H200 sweep, tools/)."""
+    return 4 if block <= 1024 else 8
+
+
+KERNEL = Kernel(one_launch_kernel, grid=PERSISTENT, writes=PER_BIN_TICKET, sem="relaxed",
+                args=("ids", "adjusted", "counts", "scratch", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: tile_size(num_total),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "TICKET": MAX_BINS},
+                num_warps=num_warps, programs_per_sm=PROGRAMS_PER_SM, check=check_bins, ir_slots=1 << 17)
+
+SCRATCH_SIZE = MAX_BINS + 1  # MAX_BINS accumulators, then the ticket
+SPARES = 64
+"""Pre-zeroed scratches kept per device for CUDA-graph captures, refilled by eager calls (256 KB)."""
+
+_LOCK = threading.Lock()  # guards the tables below; the eager hot path only reads them
+_BY_STREAM: dict[tuple, torch.Tensor] = {}  # (device, stream) or (device, stream, capture id) -> scratch
+_SPARE: dict[int, list[torch.Tensor]] = {}  # device index -> pre-zeroed scratches for captures
+
+
+def _raw_stream(index: int) -> int:
+    """The handle of the current CUDA stream of device ``index`` (the stream Triton launches on)."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
+
+
+_CAPTURE_INFO: list = []  # [ctypes function or None], looked up once
+
+
+def _capture_id(stream: int) -> int | None:
+    """The id CUDA gives the capture running on ``stream`` (unique per captured graph), or None.
+
+    Read with the driver's ``cuStreamGetCaptureInfo_v2(stream, &status, &id, NULL, NULL, NULL)``
+    (CUDA 11.3 on); where only the unversioned symbol exists it is called with every optional output
+    NULL, which each of its forms accepts. None where neither exists or no capture is active.
+    """
+    if not _CAPTURE_INFO:
+        fn = None
+        try:
+            lib = ctypes.CDLL("libcuda.so.1")
+            fn = getattr(lib, "cuStreamGetCaptureInfo_v2", None) or lib.cuStreamGetCaptureInfo
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            fn = None
+        _CAPTURE_INFO.append(fn)
+    fn = _CAPTURE_INFO[0]
+    if fn is None:
+        return None
+    status, capture = ctypes.c_int(0), ctypes.c_uint64(0)
+    null = ctypes.c_void_p(None)
+    if fn(ctypes.c_void_p(stream), ctypes.byref(status), ctypes.byref(capture), null, null, null, null) != 0:
+        return None
+    return int(capture.value) if status.value == 1 else None  # 1: CU_STREAM_CAPTURE_STATUS_ACTIVE
+
+
+def capture_ids_available() -> bool:
+    """Whether graphs are told apart by their capture id (else each captured launch has its own scratch)."""
+    _capture_id(0)  # looks the driver function up; stream 0 is never capturing
+    return _CAPTURE_INFO[0] is not None
+
+
+def _fill_spares(index: int, device: torch.device) -> None:
+    """Top the device's pool of pre-zeroed capture scratches up to ``SPARES`` (one allocation)."""
+    spares = _SPARE.setdefault(index, [])
+    missing = SPARES - len(spares)
+    if missing > 0:
+        block = torch.zeros(missing, SCRATCH_SIZE, dtype=torch.int32, device=device)
+        spares.extend(block.unbind(0))
 
 
 def scratch(device: torch.device) -> torch.Tensor:
-    """The zero-between-calls accumulator (MAX_BINS counters + a ticket) of this device.
+    """A zeroed accumulator (``MAX_BINS`` counters + a ticket) that no concurrent launch shares.
 
-    Allocated once, on first use, and kept: CUDA graphs captured later bake in its address, and
-    every finished launch leaves it zeroed. Two launches *running at the same time* on different
-    streams of one device would share it: keep calls on one stream (as inference engines do).
+    What is guaranteed, and why:
+
+    * **CPU (the interpreter)**: a fresh zeroed scratch per call. Allocating 4 KB is cheap there, and
+      a call interrupted half-way (Ctrl-C, the Stop button) leaves nothing behind for the next one.
+      Interpreted launches run one at a time anyway (``moe_lab.interp.LOCK``).
+    * **CUDA, eager**: one scratch per (device, stream), kept. Launches on one stream run one after
+      another, and a launch that starts always runs to completion, its last program zeroing the
+      scratch again; so threads sharing a stream are safe, two streams (or two devices) get two
+      scratches, and a Python interrupt cannot leave a scratch dirty (it can only stop a launch from
+      being made).
+    * **CUDA graph capture**: each captured graph gets, per capturing stream, a scratch that nothing
+      else uses (launches of one graph on one stream are ordered like eager ones), kept alive for the
+      rest of the process (4 KB per graph). So graphs replayed concurrently on different streams
+      never share one; replays of one graph are ordered by CUDA, and each leaves the scratch zeroed
+      for the next. The graph is told apart by the capture id CUDA gives it; where the driver does
+      not say, each captured launch gets a scratch of its own. Scratches come from a pool of
+      ``SPARES`` pre-zeroed ones that eager calls on the device fill; when the pool is empty (no
+      eager call on the device before capturing), one is allocated with ``torch.zeros`` inside the
+      capture: still correct, at the cost of one memset node in the graph.
+
+    Not covered: a stream handle reused by a new stream while a destroyed one still has work running
+    (PyTorch's stream pool never destroys its streams).
     """
-    key = str(device)
-    if key not in _SCRATCH:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("one_launch/best allocate a small persistent scratch buffer on their first "
-                               "call on a device; call them once eagerly (a warm-up run) before capturing "
-                               "a CUDA graph")
-        _SCRATCH[key] = torch.zeros(MAX_BINS + 1, dtype=torch.int32, device=device)
-    return _SCRATCH[key]
+    if device.type != "cuda":
+        return torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    stream = _raw_stream(index)
+    if torch.cuda.is_current_stream_capturing():
+        return _captured(index, device, stream)
+    buffer = _BY_STREAM.get((index, stream))  # a dict read is atomic under the GIL: no lock here
+    if buffer is None or len(_SPARE.get(index, ())) < SPARES:
+        with _LOCK:
+            buffer = _BY_STREAM.get((index, stream))
+            if buffer is None:
+                buffer = torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
+                _BY_STREAM[(index, stream)] = buffer
+            _fill_spares(index, device)
+    return buffer
+
+
+def _captured(index: int, device: torch.device, stream: int) -> torch.Tensor:
+    """The scratch of the graph being captured on ``stream`` (see :func:`scratch`)."""
+    capture = _capture_id(stream)
+    key = (index, stream, capture)
+    with _LOCK:
+        buffer = _BY_STREAM.get(key) if capture is not None else None
+        if buffer is None:
+            spares = _SPARE.get(index)
+            buffer = spares.pop() if spares else None
+            if buffer is None:  # allocated inside the capture: a memset node zeroes it on every replay
+                buffer = torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
+            _BY_STREAM[key if capture is not None else (index, stream, "launch", id(buffer))] = buffer
+    return buffer
 
 
 def grid_size(num_total: int, device: torch.device, block: int,
@@ -96,26 +213,32 @@ def grid_size(num_total: int, device: torch.device, block: int,
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=None,
-           programs_per_sm=PROGRAMS_PER_SM, **sems):
+           programs_per_sm=PROGRAMS_PER_SM, scratch_buffer=None, **sems):
     """Launch on prepared buffers; ``counts`` needs no zeroing (the last program stores them all).
 
     ``sems`` (``ADD_SEM=``, ``TICKET_SEM=``) exist to measure what the ordering costs; the defaults
-    (relaxed adds, acq_rel ticket) are the cheapest correct choice.
+    (relaxed adds, acq_rel ticket) are the cheapest correct choice. ``scratch_buffer``: a zeroed
+    ``SCRATCH_SIZE`` int32 tensor to use instead of :func:`scratch`'s (the stress tool passes one).
     """
     num_total = topk_ids.numel()
     block = block or tile_size(num_total)
-    num_warps = num_warps or (4 if block <= 1024 else 8)
+    warps = num_warps or KERNEL.num_warps(block)
     device = topk_ids.device
     grid = grid_size(num_total, device, block, programs_per_sm)
-    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch(device), num_total, start, num_local,
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # Triton launches on the current device's current stream
+            return launch(topk_ids, adjusted, counts, start, num_local, block=block, num_warps=warps,
+                          programs_per_sm=programs_per_sm, scratch_buffer=scratch_buffer, **sems)
+    if scratch_buffer is None:
+        scratch_buffer = scratch(device)
+    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch_buffer, num_total, start, num_local,
                                BLOCK=block, NUM_BINS=num_bins(num_local), TICKET=MAX_BINS,
-                               num_warps=num_warps, **sems)
+                               num_warps=warps, **sems)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id, num_local_experts,
-                                                 stage="one_launch", zero_counts=False)
-    check_bins(num_local, "one_launch")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="one_launch",
+                                                 zero_counts=False, check=check_bins)
     if topk_ids.numel() == 0:
         counts.zero_()
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TILES, Kernel
 from ._launch import prepare
 from .tl_full import block_size
 
@@ -30,6 +31,12 @@ def relaxed_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local
     tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")
 
 
+KERNEL = Kernel(relaxed_kernel, grid=TILES, writes=PER_SLOT, sem="relaxed",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: block_size(topk),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block})
+
+
 def launch(topk_ids, adjusted, counts, start, num_local, block=None):
     """Launch on prepared buffers (counts must be zeroed)."""
     num_total = topk_ids.numel()
@@ -38,9 +45,8 @@ def launch(topk_ids, adjusted, counts, start, num_local, block=None):
                                                      num_local, BLOCK=block)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="relaxed")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="relaxed")
     if topk_ids.numel():
         launch(topk_ids, adjusted, counts, start, num_local)
     return adjusted, counts

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TOKENS, Kernel
 from ._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
@@ -40,9 +41,21 @@ def row_loop_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, start, num_loc
             tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="row_loop")
+def check_topk(topk: int) -> None:
+    """Refuse a topk that ``tl.arange`` cannot make, before launching."""
+    if topk & (topk - 1):
+        raise NonPowerOfTwoTopkError(f"row_loop cannot run topk={topk}: tl.arange(0, {topk}) needs a power of two")
+
+
+KERNEL = Kernel(row_loop_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_tokens", "start", "num_local"),
+                block=lambda topk, num_total: TOKENS_PER_PROGRAM * topk,
+                constexprs=lambda block, topk, num_local: {"TOPK": topk, "TOKENS_PER_PROGRAM": block // topk},
+                check_topk=check_topk)
+
+
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="row_loop")
     num_tokens, topk = topk_ids.shape
     if topk_ids.numel() == 0:
         return adjusted, counts

@@ -19,6 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TILES, Kernel
 from ._launch import prepare
 
 
@@ -40,9 +41,14 @@ def tl_full_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local
     tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="tl_full")
+KERNEL = Kernel(tl_full_kernel, grid=TILES, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: block_size(topk),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block})
+
+
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="tl_full")
     num_total = topk_ids.numel()
     if num_total == 0:
         return adjusted, counts
