@@ -4,7 +4,7 @@
 :mod:`moe_lab.backend`), so that learners never have to set ``TRITON_INTERPRET`` themselves.
 """
 
-from . import backend  # noqa: F401  (must come before any kernel module imports triton.jit)
+from . import backend  # noqa: F401, I001  (must come before any kernel module imports triton.jit)
 from . import routing, verify  # noqa: F401  (public submodules: moe_lab.routing, moe_lab.verify)
 from .registry import STAGES, list_stages, stage
 from .registry import stage as _stage

@@ -38,6 +38,7 @@ import datetime as _dt
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -135,7 +136,8 @@ def call_for(stage: str):
     if stage == "one_launch":
         return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n)
     if stage == CONTROL:
-        return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n, scratch_buffer=old_scratch(ids.device))
+        return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n,
+                                                         scratch_buffer=old_scratch(ids.device))
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -149,7 +151,8 @@ def old_best(topk_ids, start, num_local):
     if kind == "decode":
         decode.launch(topk_ids, adjusted, counts, start, num_local)
     elif kind == "one_launch":
-        one_launch.launch(topk_ids, adjusted, counts, start, num_local, scratch_buffer=old_scratch(topk_ids.device))
+        one_launch.launch(topk_ids, adjusted, counts, start, num_local,
+                          scratch_buffer=old_scratch(topk_ids.device))
     else:
         counts.zero_()
         relaxed.launch(topk_ids, adjusted, counts, start, num_local)
@@ -290,23 +293,33 @@ def test_interrupted(stage, shape, trials) -> int:
     loop_job.refresh(0)
     rng = random.Random(0)
     wrong = 0
-    for trial in range(trials):
-        timer = threading.Timer(rng.uniform(0.0002, 0.003), _thread.interrupt_main)
-        try:
-            timer.start()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                loop_job.run(call)
-            raise RuntimeError("the timer's KeyboardInterrupt never came")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            timer.cancel()
-        torch.cuda.synchronize()
-        job.refresh(_starts(trial)[0])
-        job.run(call)
-        wrong += job.wrong()
+    # a shell that starts us in the background ignores SIGINT; put Python's own handler back for the test
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for trial in range(trials):
+            wrong += _interrupted_trial(call, loop_job, job, rng, trial)
+    finally:
+        signal.signal(signal.SIGINT, saved)
     return wrong
+
+
+def _interrupted_trial(call, loop_job, job, rng, trial) -> int:
+    """Launch in a loop until a timer interrupts the main thread, then one checked call."""
+    timer = threading.Timer(rng.uniform(0.0002, 0.003), _thread.interrupt_main)
+    try:
+        timer.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            loop_job.run(call)
+        raise RuntimeError("the timer's KeyboardInterrupt never came")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        timer.cancel()
+    torch.cuda.synchronize()
+    job.refresh(_starts(trial)[0])
+    job.run(call)
+    return int(job.wrong())
 
 
 TEST_FUNCTIONS = {"two_streams": test_two_streams, "two_threads_own_streams": test_two_threads_own_streams,
