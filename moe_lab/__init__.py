@@ -34,11 +34,16 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
     (also replayed concurrently on different streams), and after a call that was interrupted: no
     call's result depends on another call (see ``moe_lab.stages.one_launch.scratch`` for why).
     """
-    from .checks import DROP_IN_NAMES, check_args
+    try:
+        return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
+    except (TypeError, ValueError):
+        from .checks import DROP_IN_NAMES, check_args
 
-    check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best", needs_triton=False,
-               names=DROP_IN_NAMES)  # the messages name rtp-llm's arguments
-    return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
+        try:  # the same complaint, naming rtp-llm's arguments (checked again only on the error path)
+            check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best", names=DROP_IN_NAMES)
+        except (TypeError, ValueError) as named:
+            raise named from None
+        raise
 
 
 __all__ = ["recombine", "recompute_topk_ids_sum_expert_count", "STAGES", "list_stages", "stage",

@@ -98,10 +98,14 @@ _BY_STREAM: dict[tuple, torch.Tensor] = {}  # (device, stream) or (device, strea
 _SPARE: dict[int, list[torch.Tensor]] = {}  # device index -> pre-zeroed scratches for captures
 
 
+_CURRENT_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton itself asks
+
+
 def _raw_stream(index: int) -> int:
     """The handle of the current CUDA stream of device ``index`` (the stream Triton launches on)."""
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
+    if _CURRENT_RAW_STREAM is not None:
+        return _CURRENT_RAW_STREAM(index)
+    return torch.cuda.current_stream(index).cuda_stream
 
 
 _CAPTURE_INFO: list = []  # [ctypes function or None], looked up once
