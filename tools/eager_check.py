@@ -2,6 +2,11 @@
 
     python tools/eager_check.py
 """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's moe_lab
+
 import moe_lab  # noqa: F401  (chooses where kernels run before the stages import triton)
 from moe_lab import routing, timing
 from moe_lab.registry import STAGES
