@@ -132,7 +132,11 @@ def _capture_id(stream: int) -> int | None:
         return None
     status, capture = ctypes.c_int(0), ctypes.c_uint64(0)
     null = ctypes.c_void_p(None)
-    if fn(ctypes.c_void_p(stream), ctypes.byref(status), ctypes.byref(capture), null, null, null, null) != 0:
+    try:
+        rc = fn(ctypes.c_void_p(stream), ctypes.byref(status), ctypes.byref(capture), null, null, null, null)
+    except (ctypes.ArgumentError, OSError):
+        return None
+    if rc != 0:
         return None
     return int(capture.value) if status.value == 1 else None  # 1: CU_STREAM_CAPTURE_STATUS_ACTIVE
 
