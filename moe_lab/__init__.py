@@ -40,7 +40,8 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
         from .checks import DROP_IN_NAMES, check_args
 
         try:  # the same complaint, naming rtp-llm's arguments (checked again only on the error path)
-            check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best", names=DROP_IN_NAMES)
+            check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best",
+                       names=DROP_IN_NAMES)
         except (TypeError, ValueError) as named:
             raise named from None
         raise

@@ -207,6 +207,7 @@ def atomic_traffic(stage: str, topk_ids: torch.Tensor, start: int, num_local: in
 
 
 # MODELLED_STAGES, HISTOGRAM_STAGES, PER_SLOT_STAGES, STORE_STAGES: see __getattr__ above
-__all__ = ["PER_BIN_TICKET", "COUNTERS_PER_LINE", "LINE_BYTES", "COUNTER_BYTES", "H100_SMS", "Launch", "AtomicTraffic",
+__all__ = ["PER_BIN_TICKET", "COUNTERS_PER_LINE", "LINE_BYTES", "COUNTER_BYTES", "H100_SMS", "Launch",
+           "AtomicTraffic",
            "KernelTrace", "launch_config", "library_programs", "atomic_traffic", "record_counter_writes",
            "trace", "LOCAL", "REMOTE", "PADDING", "MASKED", "STATE_NAMES"]

@@ -163,7 +163,8 @@ def _compile_in_subprocess(jobs):
 def _failure(stages, arch, text: str) -> str:
     """One line on why compiling ``stages`` failed, from Triton's message (or traceback)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    reason = next((line.strip() for line in lines if "power of 2" in line), lines[-1].strip() if lines else "")
+    last = lines[-1].strip() if lines else ""
+    reason = next((line.strip() for line in lines if "power of 2" in line), last)
     return f"compiling {list(stages)} for sm_{arch} failed: {reason}"
 
 

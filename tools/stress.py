@@ -72,7 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default=os.environ.get("OUT"),
                         help="folder for the CSVs (default: $OUT)")
     parser.add_argument("--trials", type=int, default=1000, help="trials per test at 8M and decode sizes")
-    parser.add_argument("--mid-trials", type=int, default=None, help="trials at the mid size (default: --trials)")
+    parser.add_argument("--mid-trials", type=int, default=None,
+                        help="trials at the mid size (default: --trials)")
     parser.add_argument("--rounds", type=int, default=3, help="re-timing rounds (0: no re-timing)")
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {', '.join(SIZES)}")
     args = parser.parse_args(argv)
@@ -109,7 +110,8 @@ def provenance() -> dict:
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20)
-        driver = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
+        lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+        driver = lines[0] if lines else "unknown"
     except (OSError, subprocess.SubprocessError):
         driver = "unknown"
     return {"card": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
@@ -395,19 +397,24 @@ def table(stress_rows, retime_rows) -> str:
     lines = ["", "stress: wrong results / trials (control: the old shared scratch, expected to be wrong)"]
     for r in stress_rows:
         tag = "  (control)" if r["stage"] == CONTROL else ""
-        lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / {r['trials']}{tag}")
+        lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / "
+                     f"{r['trials']}{tag}")
     if retime_rows:
-        lines.append("re-timing: median us over rounds (min of the round medians), deepseek-v3 EP 8")
+        lines.append("re-timing, deepseek-v3 EP 8: the lowest of the rounds' median us; spread = highest / "
+                     "lowest round median - 1 (run-to-run noise)")
         lines.append(f"  {'tokens':>8s} {'mode':6s} " + " ".join(f"{s:>13s}" for s in RETIME_STAGES)
-                     + "  best/old_best")
+                     + "  best/old_best  best spread  old spread")
         for tokens in RETIME_TOKENS:
             for mode in ("eager", "graph"):
-                best_of = {s: min((r["median_us"] for r in retime_rows if r["stage"] == s
-                                   and r["mode"] == mode and r["tokens"] == tokens), default=float("nan"))
-                           for s in RETIME_STAGES}
-                ratio = best_of["best"] / best_of["old_best"] if best_of["old_best"] else float("nan")
-                lines.append(f"  {tokens:8d} {mode:6s} " + " ".join(f"{best_of[s]:13.2f}" for s in RETIME_STAGES)
-                             + f"  {ratio:13.3f}")
+                medians = {s: [r["median_us"] for r in retime_rows if r["stage"] == s and r["mode"] == mode
+                               and r["tokens"] == tokens] for s in RETIME_STAGES}
+                low = {s: min(m, default=float("nan")) for s, m in medians.items()}
+                spread = {s: max(m) / min(m) - 1 if m and min(m) > 0 else float("nan")
+                          for s, m in medians.items()}
+                ratio = low["best"] / low["old_best"] if low["old_best"] else float("nan")
+                cells = " ".join(f"{low[s]:13.2f}" for s in RETIME_STAGES)
+                lines.append(f"  {tokens:8d} {mode:6s} {cells}  {ratio:13.3f}  {spread['best']:10.1%}  "
+                             f"{spread['old_best']:9.1%}")
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ def relaxed_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local
     local = (expert >= start) & (expert < start + num_local) & valid_slot
     local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
     tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-    tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")  # no ordering: read after the kernel
+    tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")  # read only after the kernel
 
 
 KERNEL = Kernel(relaxed_kernel, grid=TILES, writes=PER_SLOT, sem="relaxed",

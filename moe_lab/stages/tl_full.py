@@ -38,7 +38,7 @@ def tl_full_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local
     is_local = (ids >= start) & (ids < start + num_local) & in_bounds
     adjusted = tl.where(is_local, ids - start, -1)  # remote ids and padding both become -1
     tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
-    tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)  # an atomic per local slot
+    tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)  # per local slot
 
 
 KERNEL = Kernel(tl_full_kernel, grid=TILES, writes=PER_SLOT, sem="acq_rel",
