@@ -39,7 +39,6 @@ import os
 import platform
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -107,14 +106,11 @@ def require_gpu() -> None:
 def provenance() -> dict:
     import triton
 
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
-        driver = lines[0] if lines else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        driver = "unknown"
-    return {"card": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
+    try:  # the library's one nvidia-smi query, wherever this checkout keeps it
+        from moe_lab.timing import driver_version
+    except ImportError:
+        from moe_lab.bench import driver_version
+    return {"card": torch.cuda.get_device_name(), "driver": driver_version(), "torch": torch.__version__,
             "triton": triton.__version__, "python": platform.python_version(),
             "date": _dt.datetime.now(_dt.timezone.utc).date().isoformat()}
 
