@@ -37,9 +37,23 @@ import torch
 import triton
 
 from .checks import check_args
-from .launches import (COUNTER_BYTES, COUNTERS_PER_LINE, H100_SMS, LINE_BYTES, PER_BIN, PER_BIN_TICKET,
-                       PER_SLOT, STORES, Launch, launch_config, library_programs, modelled_stages,
-                       per_line, persistent_stages, writing_stages)
+from .launches import (
+    COUNTER_BYTES,
+    COUNTERS_PER_LINE,
+    H100_SMS,
+    LINE_BYTES,
+    PER_BIN,
+    PER_BIN_TICKET,
+    PER_SLOT,
+    STORES,
+    Launch,
+    launch_config,
+    library_programs,
+    modelled_stages,
+    per_line,
+    persistent_stages,
+    writing_stages,
+)
 from .tracer import KernelTrace, record_counter_writes, trace
 
 # slot states in AtomicTraffic.slot_state
@@ -50,7 +64,8 @@ STATE_NAMES = ("local", "remote", "padding (-1)", "masked (past the end)")
 def __getattr__(name: str):
     """Stage lists read from the registry when asked, so a stage registered later is in them."""
     lists = {"MODELLED_STAGES": modelled_stages, "HISTOGRAM_STAGES": persistent_stages,
-             "PER_SLOT_STAGES": lambda: writing_stages(PER_SLOT), "STORE_STAGES": lambda: writing_stages(STORES)}
+             "PER_SLOT_STAGES": lambda: writing_stages(PER_SLOT),
+             "STORE_STAGES": lambda: writing_stages(STORES)}
     if name in lists:
         return lists[name]()
     raise AttributeError(f"module 'moe_lab.atomics' has no attribute {name!r}")
@@ -191,7 +206,8 @@ def atomic_traffic(stage: str, topk_ids: torch.Tensor, start: int, num_local: in
                          ticket, state, tile_program)
 
 
-__all__ = ["PER_BIN_TICKET", "COUNTERS_PER_LINE", "LINE_BYTES", "COUNTER_BYTES", "PER_SLOT_STAGES",
-           "HISTOGRAM_STAGES", "STORE_STAGES", "MODELLED_STAGES", "H100_SMS", "Launch", "AtomicTraffic",
+# MODELLED_STAGES, HISTOGRAM_STAGES, PER_SLOT_STAGES, STORE_STAGES: see __getattr__ above
+__all__ = ["PER_BIN_TICKET", "COUNTERS_PER_LINE", "LINE_BYTES", "COUNTER_BYTES", "H100_SMS", "Launch",
+           "AtomicTraffic",
            "KernelTrace", "launch_config", "library_programs", "atomic_traffic", "record_counter_writes",
            "trace", "LOCAL", "REMOTE", "PADDING", "MASKED", "STATE_NAMES"]

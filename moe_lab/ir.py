@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import torch
 import triton
 
-
 LEVELS = ("ttir", "ttgir", "llir", "ptx", "sass")
 _TEXT_LEVELS = LEVELS[:-1]  # what triton.compile returns as text; sass comes from the cubin
 _POINTER_ARGS = {"ids_ptr", "adjusted_ptr", "count_ptr", "scratch_ptr"}
@@ -113,7 +112,8 @@ def tool(name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} not found: it ships inside the triton wheel under "
                            f"triton/backends/nvidia/bin/ (looked in {os.path.dirname(here)}) or comes with "
-                           f"the CUDA toolkit; install the triton wheel for your platform, or put {name} on PATH")
+                           f"the CUDA toolkit; install the triton wheel for your platform, or put {name} "
+                           f"on PATH")
     return found
 
 
@@ -163,7 +163,8 @@ def _compile_in_subprocess(jobs):
 def _failure(stages, arch, text: str) -> str:
     """One line on why compiling ``stages`` failed, from Triton's message (or traceback)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    reason = next((line.strip() for line in lines if "power of 2" in line), lines[-1].strip() if lines else "")
+    last = lines[-1].strip() if lines else ""
+    reason = next((line.strip() for line in lines if "power of 2" in line), last)
     return f"compiling {list(stages)} for sm_{arch} failed: {reason}"
 
 
@@ -195,7 +196,8 @@ def prefetch(stages, topk: int = 8, num_local: int = 32, dtype=torch.int32, arch
             except CompilationError as err:  # the same RuntimeError as the subprocess path raises
                 raise RuntimeError(_failure([k[0]], k[4], str(err))) from err
     else:
-        for k, asm in zip(missing, _compile_in_subprocess([[*k[:5], list(k[5]), _module_of(k[0])] for k in missing])):
+        jobs = [[*k[:5], list(k[5]), _module_of(k[0])] for k in missing]
+        for k, asm in zip(missing, _compile_in_subprocess(jobs)):
             _CACHE[k] = asm
 
 

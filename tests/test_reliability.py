@@ -217,3 +217,66 @@ def test_gpu_graphs_captured_on_one_stream_get_their_own_scratch():
     want = verify.reference(ids, 0, 32)
     for adjusted, counts in outs:
         assert torch.equal(adjusted, want[0]) and torch.equal(counts, want[1])
+
+
+# --- the capture bookkeeping, on the CPU (no graph is captured: the capture id is faked) ---------
+
+@pytest.fixture
+def clean_tables(monkeypatch):
+    monkeypatch.setattr(one_launch, "_BY_STREAM", {})
+    monkeypatch.setattr(one_launch, "_SPARE", {})
+    return one_launch
+
+
+def test_one_scratch_per_captured_graph_and_stream(clean_tables, monkeypatch):
+    cpu = torch.device("cpu")
+    capture = {"id": 11}
+    monkeypatch.setattr(one_launch, "_capture_id", lambda stream: capture["id"])
+    first = one_launch._captured(0, cpu, stream=5)
+    assert one_launch._captured(0, cpu, stream=5) is first  # later launches of the same graph share it
+    assert one_launch._captured(0, cpu, stream=6) is not first  # a side stream of the capture: its own
+    capture["id"] = 12  # the next graph captured on the same stream
+    second = one_launch._captured(0, cpu, stream=5)
+    assert second is not first and second.data_ptr() != first.data_ptr()
+    assert not first.any() and not second.any() and first.shape == (one_launch.SCRATCH_SIZE,)
+
+
+def test_without_capture_ids_every_captured_launch_gets_its_own(clean_tables, monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(one_launch, "_capture_id", lambda stream: None)
+    buffers = [one_launch._captured(0, cpu, stream=5) for _ in range(3)]
+    assert len({b.data_ptr() for b in buffers}) == 3
+    assert len(one_launch._BY_STREAM) == 3  # all kept alive for the process
+
+
+def test_captures_take_pre_zeroed_spares_first(clean_tables, monkeypatch):
+    cpu = torch.device("cpu")
+    one_launch._fill_spares(0, cpu)
+    spares = list(one_launch._SPARE[0])
+    assert len(spares) == one_launch.SPARES and not any(s.any() for s in spares)
+    monkeypatch.setattr(one_launch, "_capture_id", lambda stream: 7)
+    taken = one_launch._captured(0, cpu, stream=1)
+    assert taken is spares[-1] and len(one_launch._SPARE[0]) == one_launch.SPARES - 1
+    one_launch._fill_spares(0, cpu)  # an eager call tops the pool up again
+    assert len(one_launch._SPARE[0]) == one_launch.SPARES
+
+
+def test_capture_id_reads_the_driver_answer(monkeypatch):
+    import ctypes
+
+    def fake_driver(status, capture, rc=0):
+        def fn(stream, status_out, id_out, *optional):
+            assert all(o.value is None for o in optional)  # every optional output NULL
+            ctypes.cast(status_out, ctypes.POINTER(ctypes.c_int))[0] = status
+            ctypes.cast(id_out, ctypes.POINTER(ctypes.c_uint64))[0] = capture
+            return rc
+        return fn
+
+    monkeypatch.setattr(one_launch, "_CAPTURE_INFO", [fake_driver(1, 42)])
+    assert one_launch._capture_id(123) == 42
+    monkeypatch.setattr(one_launch, "_CAPTURE_INFO", [fake_driver(0, 42)])
+    assert one_launch._capture_id(123) is None  # not capturing
+    monkeypatch.setattr(one_launch, "_CAPTURE_INFO", [fake_driver(1, 42, rc=1)])
+    assert one_launch._capture_id(123) is None  # the driver refused
+    monkeypatch.setattr(one_launch, "_CAPTURE_INFO", [None])
+    assert one_launch._capture_id(123) is None and not one_launch.capture_ids_available()

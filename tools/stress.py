@@ -1,6 +1,6 @@
 """Stress ``best`` and ``one_launch`` the ways callers really use them, and re-time ``best`` (GPU).
 
-    python tools/stress.py --out $OUT            # everything, about 3-5 minutes on an H100
+    python tools/stress.py --out $OUT            # everything (written to finish within 8 minutes)
     python tools/stress.py --out $OUT --trials 50 --rounds 1   # a quick smoke run
 
 Correctness, each trial on fresh random ids with poisoned outputs, checked bit-exact against
@@ -38,12 +38,17 @@ import datetime as _dt
 import os
 import platform
 import random
-import subprocess
+import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
+
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:  # run as `python tools/stress.py` from a checkout: import this checkout's moe_lab
+    sys.path.insert(0, ROOT)
 
 SIZES = {"8M": (1 << 20, 8), "mid": (8192, 8), "decode": (256, 8)}  # (tokens, topk)
 NUM_EXPERTS, NUM_LOCAL = 256, 32  # deepseek-v3 at EP 8: ids in [-1, 256), 32 local experts per rank
@@ -66,7 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default=os.environ.get("OUT"),
                         help="folder for the CSVs (default: $OUT)")
     parser.add_argument("--trials", type=int, default=1000, help="trials per test at 8M and decode sizes")
-    parser.add_argument("--mid-trials", type=int, default=None, help="trials at the mid size (default: --trials)")
+    parser.add_argument("--mid-trials", type=int, default=None,
+                        help="trials at the mid size (default: --trials)")
     parser.add_argument("--rounds", type=int, default=3, help="re-timing rounds (0: no re-timing)")
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {', '.join(SIZES)}")
     args = parser.parse_args(argv)
@@ -100,13 +106,11 @@ def require_gpu() -> None:
 def provenance() -> dict:
     import triton
 
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        driver = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        driver = "unknown"
-    return {"card": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
+    try:  # the library's one nvidia-smi query, wherever this checkout keeps it
+        from moe_lab.timing import driver_version
+    except ImportError:
+        from moe_lab.bench import driver_version
+    return {"card": torch.cuda.get_device_name(), "driver": driver_version(), "torch": torch.__version__,
             "triton": triton.__version__, "python": platform.python_version(),
             "date": _dt.datetime.now(_dt.timezone.utc).date().isoformat()}
 
@@ -135,7 +139,8 @@ def call_for(stage: str):
     if stage == "one_launch":
         return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n)
     if stage == CONTROL:
-        return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n, scratch_buffer=old_scratch(ids.device))
+        return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n,
+                                                         scratch_buffer=old_scratch(ids.device))
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -149,7 +154,8 @@ def old_best(topk_ids, start, num_local):
     if kind == "decode":
         decode.launch(topk_ids, adjusted, counts, start, num_local)
     elif kind == "one_launch":
-        one_launch.launch(topk_ids, adjusted, counts, start, num_local, scratch_buffer=old_scratch(topk_ids.device))
+        one_launch.launch(topk_ids, adjusted, counts, start, num_local,
+                          scratch_buffer=old_scratch(topk_ids.device))
     else:
         counts.zero_()
         relaxed.launch(topk_ids, adjusted, counts, start, num_local)
@@ -290,23 +296,33 @@ def test_interrupted(stage, shape, trials) -> int:
     loop_job.refresh(0)
     rng = random.Random(0)
     wrong = 0
-    for trial in range(trials):
-        timer = threading.Timer(rng.uniform(0.0002, 0.003), _thread.interrupt_main)
-        try:
-            timer.start()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                loop_job.run(call)
-            raise RuntimeError("the timer's KeyboardInterrupt never came")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            timer.cancel()
-        torch.cuda.synchronize()
-        job.refresh(_starts(trial)[0])
-        job.run(call)
-        wrong += job.wrong()
+    # a shell that starts us in the background ignores SIGINT; put Python's own handler back for the test
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for trial in range(trials):
+            wrong += _interrupted_trial(call, loop_job, job, rng, trial)
+    finally:
+        signal.signal(signal.SIGINT, saved)
     return wrong
+
+
+def _interrupted_trial(call, loop_job, job, rng, trial) -> int:
+    """Launch in a loop until a timer interrupts the main thread, then one checked call."""
+    timer = threading.Timer(rng.uniform(0.0002, 0.003), _thread.interrupt_main)
+    try:
+        timer.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            loop_job.run(call)
+        raise RuntimeError("the timer's KeyboardInterrupt never came")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        timer.cancel()
+    torch.cuda.synchronize()
+    job.refresh(_starts(trial)[0])
+    job.run(call)
+    return int(job.wrong())
 
 
 TEST_FUNCTIONS = {"two_streams": test_two_streams, "two_threads_own_streams": test_two_threads_own_streams,
@@ -377,19 +393,24 @@ def table(stress_rows, retime_rows) -> str:
     lines = ["", "stress: wrong results / trials (control: the old shared scratch, expected to be wrong)"]
     for r in stress_rows:
         tag = "  (control)" if r["stage"] == CONTROL else ""
-        lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / {r['trials']}{tag}")
+        lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / "
+                     f"{r['trials']}{tag}")
     if retime_rows:
-        lines.append("re-timing: median us over rounds (min of the round medians), deepseek-v3 EP 8")
+        lines.append("re-timing, deepseek-v3 EP 8: the lowest of the rounds' median us; spread = highest / "
+                     "lowest round median - 1 (run-to-run noise)")
         lines.append(f"  {'tokens':>8s} {'mode':6s} " + " ".join(f"{s:>13s}" for s in RETIME_STAGES)
-                     + "  best/old_best")
+                     + "  best/old_best  best spread  old spread")
         for tokens in RETIME_TOKENS:
             for mode in ("eager", "graph"):
-                best_of = {s: min((r["median_us"] for r in retime_rows if r["stage"] == s
-                                   and r["mode"] == mode and r["tokens"] == tokens), default=float("nan"))
-                           for s in RETIME_STAGES}
-                ratio = best_of["best"] / best_of["old_best"] if best_of["old_best"] else float("nan")
-                lines.append(f"  {tokens:8d} {mode:6s} " + " ".join(f"{best_of[s]:13.2f}" for s in RETIME_STAGES)
-                             + f"  {ratio:13.3f}")
+                medians = {s: [r["median_us"] for r in retime_rows if r["stage"] == s and r["mode"] == mode
+                               and r["tokens"] == tokens] for s in RETIME_STAGES}
+                low = {s: min(m, default=float("nan")) for s, m in medians.items()}
+                spread = {s: max(m) / min(m) - 1 if m and min(m) > 0 else float("nan")
+                          for s, m in medians.items()}
+                ratio = low["best"] / low["old_best"] if low["old_best"] else float("nan")
+                cells = " ".join(f"{low[s]:13.2f}" for s in RETIME_STAGES)
+                lines.append(f"  {tokens:8d} {mode:6s} {cells}  {ratio:13.3f}  {spread['best']:10.1%}  "
+                             f"{spread['old_best']:9.1%}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,8 @@ each other or ``topk_ids`` are refused.
 
 from __future__ import annotations
 
+import torch
+
 from . import block_histogram, decode, one_launch, relaxed
 from ._launch import prepare
 
@@ -37,6 +39,10 @@ def choose(num_total: int, num_local: int) -> str:
 def run(topk_ids, start, num_local, *, adjusted_out=None, expert_count_out=None):
     start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="best", zero_counts=False,
                                                  adjusted_out=adjusted_out, expert_count_out=expert_count_out)
+    device = topk_ids.device
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # Triton launches on the current device's current stream
+            return run(topk_ids, start, num_local, adjusted_out=adjusted, expert_count_out=counts)
     num_total = topk_ids.numel()
     kind = choose(num_total, num_local)
     if num_total == 0:

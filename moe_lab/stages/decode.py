@@ -1,4 +1,4 @@
-"""Stage 7, ``decode``: one program for small batches; counts stored, never accumulated.
+"""``decode``: one program for small batches; counts stored, never accumulated.
 
 At decode time a rank sees a few hundred slots, and every stage so far spends more time on
 launches than on work: ``torch.zeros`` for the counts (a memset kernel), then the kernel, whose

@@ -16,7 +16,7 @@ Ordering is what makes it correct: the adds may be ``relaxed``, because a barrie
 (``tl.debug_barrier``) orders every thread's adds before its program's ticket, and the ticket is an
 ``acq_rel`` atomic at GPU scope: its release publishes the program's adds, its acquire (in the last
 program) sees everyone's. The final reads are atomics too, so no stale cached value can be read. Making
-the ticket relaxed as well is measurably faster and measurably wrong: the H200 sweep in tools/ caught
+the ticket relaxed as well is measurably faster and measurably wrong: ``tools/tune_sems.py`` catches
 miscounts with it. Each acq_rel atomic costs a round trip to L2, which is why this stage, correct at
 any size, still loses to ``decode`` on tiny inputs.
 
@@ -45,7 +45,7 @@ PROGRAMS_PER_SM = 4
 
 
 def tile_size(num_total: int) -> int:
-    """About 128 tiles' worth of parallelism, tiles of 256 to 8192 slots (H200 sweep, tools/)."""
+    """About 128 tiles' worth of parallelism, tiles of 256 to 8192 slots (``tools/tune_one_launch.py``)."""
     return min(8192, max(256, triton.next_power_of_2(num_total // 128)))
 
 
@@ -56,29 +56,29 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
     pid = tl.program_id(0)
     ticket_ptr = scratch_ptr + TICKET  # the ticket lives just after the MAX_BINS accumulators
     num_programs = tl.num_programs(0)
-    counts = tl.full([NUM_BINS], 0, tl.int32)
-    for tile in range(pid, (num_total + BLOCK - 1) // BLOCK, num_programs):
-        slot = tile * BLOCK + tl.arange(0, BLOCK)
-        valid_slot = slot < num_total
-        expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
+    counts = tl.full([NUM_BINS], 0, tl.int32)  # this program's histogram, in registers
+    for tile in range(pid, (num_total + BLOCK - 1) // BLOCK, num_programs):  # persistent: every grid-th tile
+        slot = tile * BLOCK + tl.arange(0, BLOCK)  # BLOCK consecutive slots: coalesced loads
+        valid_slot = slot < num_total  # the last tile runs past the end
+        expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)  # -1 past the end: never local
         local = (expert >= start) & (expert < start + num_local) & valid_slot
-        local_expert = tl.where(local, expert - start, -1)
+        local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
         tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # unmasked, -1 lands in a bin
     bins = tl.arange(0, NUM_BINS)
-    is_bin = bins < num_local
-    tl.atomic_add(scratch_ptr + bins, counts, mask=is_bin & (counts > 0), sem=ADD_SEM)
+    is_bin = bins < num_local  # NUM_BINS is num_local rounded up to a power of two
+    tl.atomic_add(scratch_ptr + bins, counts, mask=is_bin & (counts > 0), sem=ADD_SEM)  # one atomic per bin
     tl.debug_barrier()  # every thread's adds come before this program's ticket
-    ticket = tl.atomic_add(ticket_ptr, 1, sem=TICKET_SEM)
+    ticket = tl.atomic_add(ticket_ptr, 1, sem=TICKET_SEM)  # acq_rel: publishes our adds, sees theirs
     if ticket == num_programs - 1:  # last program: everyone else's adds are done
         totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=is_bin,
-                                sem=ADD_SEM)
-        tl.store(count_ptr + bins, totals, mask=is_bin)
-        tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)
+                                sem=ADD_SEM)  # read the totals and leave zeros for the next call, atomically
+        tl.store(count_ptr + bins, totals, mask=is_bin)  # every counter stored: no memset needed
+        tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)  # the ticket back to zero too
 
 
 def num_warps(block: int) -> int:
-    """4 warps for tiles up to 1024 slots, 8 above (H200 sweep, tools/)."""
+    """4 warps for tiles up to 1024 slots, 8 above (``tools/tune_one_launch.py``)."""
     return 4 if block <= 1024 else 8
 
 
@@ -98,10 +98,14 @@ _BY_STREAM: dict[tuple, torch.Tensor] = {}  # (device, stream) or (device, strea
 _SPARE: dict[int, list[torch.Tensor]] = {}  # device index -> pre-zeroed scratches for captures
 
 
+_CURRENT_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton itself asks
+
+
 def _raw_stream(index: int) -> int:
     """The handle of the current CUDA stream of device ``index`` (the stream Triton launches on)."""
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
+    if _CURRENT_RAW_STREAM is not None:
+        return _CURRENT_RAW_STREAM(index)
+    return torch.cuda.current_stream(index).cuda_stream
 
 
 _CAPTURE_INFO: list = []  # [ctypes function or None], looked up once
@@ -128,7 +132,11 @@ def _capture_id(stream: int) -> int | None:
         return None
     status, capture = ctypes.c_int(0), ctypes.c_uint64(0)
     null = ctypes.c_void_p(None)
-    if fn(ctypes.c_void_p(stream), ctypes.byref(status), ctypes.byref(capture), null, null, null, null) != 0:
+    try:
+        rc = fn(ctypes.c_void_p(stream), ctypes.byref(status), ctypes.byref(capture), null, null, null, null)
+    except (ctypes.ArgumentError, OSError):
+        return None
+    if rc != 0:
         return None
     return int(capture.value) if status.value == 1 else None  # 1: CU_STREAM_CAPTURE_STATUS_ACTIVE
 
