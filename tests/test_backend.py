@@ -41,7 +41,7 @@ kernels = {m: type(getattr(importlib.import_module("moe_lab.stages." + m), k))._
            for m, k in json.loads(sys.argv[1]).items()}
 ids = torch.tensor([[0, 5, -1], [3, 9, 2]], dtype=torch.int32)
 try:
-    adjusted, counts = moe_lab.recombine(ids, 2, 4, variant="tl_full")
+    adjusted, counts = moe_lab.recombine(ids, 2, 4, stage="tl_full")
     run = {"adjusted": adjusted.tolist(), "counts": counts.tolist()}
 except Exception as err:
     run = {"error": type(err).__name__ + ": " + str(err)}
