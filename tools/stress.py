@@ -22,8 +22,8 @@ call (the design before per-stream scratches, copied here only), under ``two_str
 than the control gives a wrong result.
 
 Re-timing, in the same run: ``best``, ``old_best`` (``best`` on the old shared scratch) and
-``scalar_atomic`` (rtp-llm's kernel with its memset) with ``triton.testing.do_bench`` (eager) and
-``do_bench_cudagraph`` (graph), median and 20th/80th percentiles, on the deepseek-v3 preset at EP 8
+``scalar_atomic`` (rtp-llm's kernel with its memset) through ``moe_lab.timing.time_us`` (eager and graph
+replay), median and 20th/80th percentiles, on the deepseek-v3 preset at EP 8
 from 1 to 1M tokens, in ``--rounds`` rounds with the order of the stages rotated each round.
 
 Writes ``$OUT/stress_<date>.csv`` and ``$OUT/retime_<date>.csv`` and prints a short table last.
@@ -38,6 +38,7 @@ import datetime as _dt
 import os
 import platform
 import random
+import statistics
 import signal
 import sys
 import threading
@@ -59,7 +60,7 @@ CONTROL_TESTS = ("two_streams", "two_graphs")
 RETIME_TOKENS = (1, 16, 256, 1024, 4096, 16384, 65536, 262144, 1 << 20)
 RETIME_STAGES = ("best", "old_best", "scalar_atomic")
 POISON = -7
-STRESS_COLUMNS = ["test", "stage", "size", "slots", "trials", "wrong", "card", "driver", "torch", "triton",
+STRESS_COLUMNS = ["test", "stage", "size", "slots", "trials", "results", "wrong", "card", "driver", "torch", "triton",
                   "python", "date"]
 RETIME_COLUMNS = ["stage", "mode", "round", "tokens", "slots", "median_us", "p20_us", "p80_us", "card",
                   "driver", "torch", "triton", "python", "date"]
@@ -339,8 +340,9 @@ def stress(args, prov) -> list[dict]:
         for test, stage in plan:
             began = time.monotonic()
             wrong = TEST_FUNCTIONS[test](stage, shape, trials)
+            checked = trials * (1 if test == "interrupted" else 2)  # two calls per trial race each other
             rows.append({"test": test, "stage": stage, "size": size, "slots": shape[0] * shape[1],
-                         "trials": trials, "wrong": wrong, **prov})
+                         "trials": trials, "results": checked, "wrong": wrong, **prov})
             print(f"{test:24s} {stage:19s} {size:6s} trials={trials:5d} wrong={wrong:4d} "
                   f"({time.monotonic() - began:5.1f} s)", flush=True)
     return rows
@@ -351,9 +353,7 @@ def stress(args, prov) -> list[dict]:
 
 
 def retime(args, prov) -> list[dict]:
-    from triton.testing import do_bench, do_bench_cudagraph
-
-    from moe_lab import routing
+    from moe_lab import routing, timing
     from moe_lab.stages import best, scalar_atomic
 
     case = routing.case("deepseek-v3", max(RETIME_TOKENS), ep_size=8, rank=3, seed=0)
@@ -371,13 +371,10 @@ def retime(args, prov) -> list[dict]:
                 fn()
                 torch.cuda.synchronize()
                 for mode in ("eager", "graph"):
-                    if mode == "eager":
-                        q = do_bench(fn, quantiles=[0.5, 0.2, 0.8])
-                    else:  # do_bench_cudagraph captures and replays on a side stream of its own
-                        q = do_bench_cudagraph(fn, quantiles=[0.5, 0.2, 0.8])
+                    median, p20, p80 = timing.time_us(fn, mode)  # the project's one timer
                     rows.append({"stage": name, "mode": mode, "round": rnd, "tokens": tokens,
-                                 "slots": ids.numel(), "median_us": round(q[0] * 1e3, 3),
-                                 "p20_us": round(q[1] * 1e3, 3), "p80_us": round(q[2] * 1e3, 3), **prov})
+                                 "slots": ids.numel(), "median_us": round(median, 3),
+                                 "p20_us": round(p20, 3), "p80_us": round(p80, 3), **prov})
         print(f"re-timing round {rnd + 1}/{args.rounds} done", flush=True)
     return rows
 
@@ -390,21 +387,22 @@ def write_csv(path, columns, rows) -> None:
 
 
 def table(stress_rows, retime_rows) -> str:
-    lines = ["", "stress: wrong results / trials (control: the old shared scratch, expected to be wrong)"]
+    lines = ["", "stress: wrong results / results checked (two per trial where two calls race; control: the "
+                 "old shared scratch, expected to be wrong)"]
     for r in stress_rows:
         tag = "  (control)" if r["stage"] == CONTROL else ""
         lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / "
-                     f"{r['trials']}{tag}")
+                     f"{r['results']}{tag}")
     if retime_rows:
-        lines.append("re-timing, deepseek-v3 EP 8: the lowest of the rounds' median us; spread = highest / "
-                     "lowest round median - 1 (run-to-run noise)")
+        lines.append("re-timing, deepseek-v3 EP 8: the median over rounds of each round's median us; spread = "
+                     "highest / lowest round median - 1 (run-to-run noise)")
         lines.append(f"  {'tokens':>8s} {'mode':6s} " + " ".join(f"{s:>13s}" for s in RETIME_STAGES)
                      + "  best/old_best  best spread  old spread")
         for tokens in RETIME_TOKENS:
             for mode in ("eager", "graph"):
                 medians = {s: [r["median_us"] for r in retime_rows if r["stage"] == s and r["mode"] == mode
                                and r["tokens"] == tokens] for s in RETIME_STAGES}
-                low = {s: min(m, default=float("nan")) for s, m in medians.items()}
+                low = {s: statistics.median(m) if m else float("nan") for s, m in medians.items()}
                 spread = {s: max(m) / min(m) - 1 if m and min(m) > 0 else float("nan")
                           for s, m in medians.items()}
                 ratio = low["best"] / low["old_best"] if low["old_best"] else float("nan")
