@@ -7,13 +7,14 @@
 from . import backend  # noqa: F401  (must come before any kernel module imports triton.jit)
 from . import routing, verify  # noqa: F401  (public submodules: moe_lab.routing, moe_lab.verify)
 from .registry import STAGES, list_stages, stage
+from .registry import stage as _stage
 
 __version__ = "0.1.0"
 
 
-def recombine(topk_ids, start, num_local, variant: str = "best"):
+def recombine(topk_ids, start, num_local, stage: str = "best"):
     """Run one stage by name: ``(adjusted_topk_ids, expert_count)``. See :func:`list_stages`."""
-    return stage(variant).run(topk_ids, start, num_local)
+    return _stage(stage).run(topk_ids, start, num_local)
 
 
 def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_local_experts):
@@ -21,9 +22,23 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
 
     ``adjusted_topk_ids`` has the shape and dtype of ``topk_ids`` (int32 or int64): ``id - start`` for
     the experts this rank owns, ``-1`` elsewhere (padding and remote ids). ``expert_count`` is int32
-    ``[num_local_experts]`` on the same device. Uses the fastest stage, ``best``.
+    ``[num_local_experts]`` on the same device. Runs the fastest stage, ``best``.
+
+    Example: rank 1 of 4 owning experts 4..7 (``current_expert_start_id=4, num_local_experts=4``)::
+
+        topk_ids           [[ 5, 0], [ 7, 4], [-1, 6], [ 9, 5]]
+        adjusted_topk_ids  [[ 1,-1], [ 3, 0], [-1, 2], [-1, 1]]
+        expert_count       [1, 2, 1, 1]        # experts 4, 5, 6, 7
+
+    Safe to call from several threads, on several streams or devices at once, inside CUDA graphs
+    (also replayed concurrently on different streams), and after a call that was interrupted: no
+    call's result depends on another call (see ``moe_lab.stages.one_launch.scratch`` for why).
     """
-    return recombine(topk_ids, current_expert_start_id, num_local_experts, variant="best")
+    from .checks import DROP_IN_NAMES, check_args
+
+    check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best", needs_triton=False,
+               names=DROP_IN_NAMES)  # the messages name rtp-llm's arguments
+    return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
 
 
 __all__ = ["recombine", "recompute_topk_ids_sum_expert_count", "STAGES", "list_stages", "stage",

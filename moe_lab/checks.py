@@ -19,6 +19,9 @@ def as_int(name: str, value) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got a bool ({value!r})")
     if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise TypeError(f"{name} is a meta tensor (a shape without data), so it has no value to read; "
+                            f"pass a Python int")
         if value.numel() != 1 or value.dtype.is_floating_point or value.dtype == torch.bool:
             raise TypeError(f"{name} must be an integer, got a tensor of shape {tuple(value.shape)} "
                             f"and dtype {value.dtype}")
@@ -29,9 +32,17 @@ def as_int(name: str, value) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})") from None
 
 
-def check_args(topk_ids, current_expert_start_id, num_local_experts, *, stage: str = "",
-               needs_triton: bool = True) -> tuple[int, int]:
-    """Validate the three arguments of a recombination call; return ``(start, num_local)`` as ints."""
+SHORT_NAMES = ("start", "num_local")
+DROP_IN_NAMES = ("current_expert_start_id", "num_local_experts")  # rtp-llm's, used by the drop-in only
+
+
+def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: bool = True,
+               names: tuple[str, str] = SHORT_NAMES) -> tuple[int, int]:
+    """Validate the three arguments of a recombination call; return ``(start, num_local)`` as ints.
+
+    ``names``: what the messages call ``start`` and ``num_local`` (the drop-in passes rtp-llm's names).
+    """
+    start_name, local_name = names
     where = f" (stage {stage!r})" if stage else ""
     if not isinstance(topk_ids, torch.Tensor):
         raise TypeError(f"topk_ids must be a torch.Tensor of shape [num_tokens, topk], "
@@ -48,16 +59,20 @@ def check_args(topk_ids, current_expert_start_id, num_local_experts, *, stage: s
     if topk_ids.numel() > INT32_MAX:
         raise ValueError(f"topk_ids has {topk_ids.numel()} slots, more than the 2**31 - 1 that 32-bit "
                          f"indexing allows; split the batch")
-    start = as_int("current_expert_start_id", current_expert_start_id)
-    num_local = as_int("num_local_experts", num_local_experts)
+    if topk_ids.is_meta:
+        raise ValueError(f"topk_ids is a meta tensor (shape {tuple(topk_ids.shape)}, no data): there are no "
+                         f"ids to recombine; pass a tensor with data on the GPU (or the CPU for stage "
+                         f"'torch')")
+    start = as_int(start_name, start)
+    num_local = as_int(local_name, num_local)
     if start < 0:
-        raise ValueError(f"current_expert_start_id must be >= 0, got {start}; it is the first global "
-                         f"expert id this rank owns (rank * num_local_experts)")
+        raise ValueError(f"{start_name} must be >= 0, got {start}; it is the first global "
+                         f"expert id this rank owns (rank * {local_name})")
     if num_local <= 0:
-        raise ValueError(f"num_local_experts must be > 0, got {num_local}; it is how many experts this "
+        raise ValueError(f"{local_name} must be > 0, got {num_local}; it is how many experts this "
                          f"rank owns (num_experts // ep_size)")
     if start + num_local > INT32_MAX:
-        raise ValueError(f"current_expert_start_id + num_local_experts = {start + num_local} is past the "
+        raise ValueError(f"{start_name} + {local_name} = {start + num_local} is past the "
                          f"int32 range (max {INT32_MAX}); expert ids must fit in int32")
     if needs_triton:
         _check_device(topk_ids, where)
@@ -73,7 +88,7 @@ def _check_device(topk_ids: torch.Tensor, where: str) -> None:
                              f"{where}, which takes CPU tensors; pass topk_ids.cpu()")
     elif topk_ids.device.type != "cuda":
         raise ValueError(f"topk_ids is on {topk_ids.device}, but the Triton kernels{where} run on the GPU; "
-                         f"pass topk_ids.cuda(), or use variant='torch' for CPU tensors")
+                         f"pass topk_ids.cuda(), or use stage='torch' for CPU tensors")
 
 
 def check_outputs(topk_ids: torch.Tensor, num_local: int, adjusted, expert_count) -> None:
@@ -92,6 +107,34 @@ def check_outputs(topk_ids: torch.Tensor, num_local: int, adjusted, expert_count
                 or expert_count.device != topk_ids.device or not expert_count.is_contiguous()):
             raise ValueError(f"expert_count_out must be a contiguous torch.int32 tensor of shape "
                              f"({num_local},) on {topk_ids.device}, got {_describe(expert_count)}")
+    named = [("topk_ids", topk_ids), ("adjusted_out", adjusted), ("expert_count_out", expert_count)]
+    named = [(name, t) for name, t in named if t is not None]
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1:]:
+            if _overlap(a, b):
+                raise ValueError(f"{name_b} overlaps {name_a} in memory ({_span(name_b, b)}, "
+                                 f"{_span(name_a, a)}): a kernel writing one would corrupt the other; "
+                                 f"pass separate buffers (torch.empty_like(topk_ids) for adjusted_out, "
+                                 f"torch.empty({num_local}, dtype=torch.int32, device=...) for "
+                                 f"expert_count_out)")
+
+
+def _bytes(t: torch.Tensor) -> tuple[int, int]:
+    """``[first, end)`` byte addresses of a contiguous tensor's elements."""
+    begin = t.data_ptr()
+    return begin, begin + t.numel() * t.element_size()
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    (a0, a1), (b0, b1) = _bytes(a), _bytes(b)
+    return a0 < b1 and b0 < a1
+
+
+def _span(name: str, t: torch.Tensor) -> str:
+    first, end = _bytes(t)
+    return f"{name} at bytes [{first:#x}, {end:#x})"
 
 
 def _describe(t: torch.Tensor) -> str:

@@ -3,8 +3,12 @@
 ``compile_ir("scalar_atomic", "ptx")`` returns the PTX of that stage's kernel exactly as a real
 launch with int32 ids would build it (the same constexprs, warps and 16-byte pointer alignment that
 Triton infers from a torch tensor). Levels: ``ttir`` (Triton IR), ``ttgir`` (with the GPU layout),
-``llir`` (LLVM IR), ``ptx``. :func:`ir_diff` puts two stages side by side and :func:`atomic_lines`
-picks out the atomics, which is what notebook 04 and the IR viewer compare.
+``llir`` (LLVM IR), ``ptx``, and ``sass``, the machine code the GPU runs (the compile's cubin
+disassembled with the ``cuobjdump`` that ships inside the Triton wheel). :func:`ir_diff` puts two
+stages side by side, :func:`atomic_lines` picks out the atomics and :func:`atomic_context` the
+instructions around each one (what an ``acq_rel`` atomic costs: fences and cache invalidations that
+a ``relaxed`` one does without). :func:`resources` reads registers and shared memory from the cubin
+and works out how many programs fit on an H100 SM at once.
 
 Works without a GPU. Under the interpreter (``TRITON_INTERPRET=1``) Triton patches its own language
 objects to run kernels in Python, which breaks compiling in the same process, so there the compile
@@ -17,15 +21,19 @@ import difflib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 
 import torch
 import triton
 
 from .stages import block_histogram, decode, naive, one_launch, relaxed, row_loop, scalar_atomic, tl_full
 
-LEVELS = ("ttir", "ttgir", "llir", "ptx")
+LEVELS = ("ttir", "ttgir", "llir", "ptx", "sass")
+_TEXT_LEVELS = LEVELS[:-1]  # what triton.compile returns as text; sass comes from the cubin
 _POINTER_ARGS = {"ids_ptr", "adjusted_ptr", "count_ptr", "scratch_ptr"}
 
 
@@ -74,7 +82,61 @@ def _compile_here(stage, topk, num_local, dtype_name, arch, overrides):
             signature[name] = "i32"
     src = ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
-    return {level: compiled.asm[level] for level in LEVELS if level in compiled.asm}
+    out = {level: compiled.asm[level] for level in _TEXT_LEVELS if level in compiled.asm}
+    meta = {"num_warps": num_warps, "shared": int(getattr(compiled.metadata, "shared", 0) or 0)}
+    try:
+        sass, usage = _disassemble(compiled.asm["cubin"])
+        out["sass"] = sass
+        meta.update(usage)
+    except (RuntimeError, KeyError, OSError, subprocess.SubprocessError) as err:
+        out["sass_error"] = str(err) or type(err).__name__  # raised when sass or resources are asked for
+    out["meta"] = json.dumps(meta)
+    return out
+
+
+def tool(name: str) -> str:
+    """Path of a CUDA binary tool (``cuobjdump``, ``ptxas``): the one inside the Triton wheel, else PATH."""
+    here = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+    if os.path.isfile(here) and os.access(here, os.X_OK):
+        return here
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: it ships inside the triton wheel under "
+                           f"triton/backends/nvidia/bin/ (looked in {os.path.dirname(here)}) or comes with "
+                           f"the CUDA toolkit; install the triton wheel for your platform, or put {name} on PATH")
+    return found
+
+
+def _disassemble(cubin: bytes) -> tuple[str, dict]:
+    """``(sass text, {"registers", "stack", "local"})`` of a cubin, through ``cuobjdump``."""
+    cuobjdump = tool("cuobjdump")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        sass = subprocess.run([cuobjdump, "--dump-sass", path], capture_output=True, text=True, timeout=120)
+        usage = subprocess.run([cuobjdump, "--dump-resource-usage", path], capture_output=True, text=True,
+                               timeout=120)
+    if sass.returncode or usage.returncode:
+        raise RuntimeError(f"cuobjdump failed: {(sass.stderr or usage.stderr).strip()[:300]}")
+    found = {key: re.search(rf"\b{key}:(\d+)", usage.stdout) for key in ("REG", "STACK", "LOCAL")}
+    if found["REG"] is None:
+        raise RuntimeError(f"cuobjdump printed no register count: {usage.stdout.strip()[:300]}")
+    return _clean_sass(sass.stdout), {"registers": int(found["REG"].group(1)),
+                                      "stack": int(found["STACK"].group(1)) if found["STACK"] else 0,
+                                      "local": int(found["LOCAL"].group(1)) if found["LOCAL"] else 0}
+
+
+def _clean_sass(text: str) -> str:
+    """One instruction per line (``/*0040*/ IMAD.MOV.U32 R6, RZ, RZ, -0x1 ;``), encodings dropped."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"\s*(/\*[0-9a-f]{4,}\*/)\s+(.*?;)", line)
+        if m:
+            out.append(f"{m.group(1)} {m.group(2).strip()}")
+        elif line.strip().startswith(("Function :", ".target", "code for")):
+            out.append(line.strip())
+    return "\n".join(out) + "\n"
 
 
 def _compile_in_subprocess(jobs):
@@ -136,9 +198,89 @@ def compile_ir(stage: str, level: str = "ptx", topk: int = 8, num_local: int = 3
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    asm = _compiled(stage, topk, num_local, dtype, arch, constexprs)
+    if level == "sass" and "sass" not in asm:
+        raise RuntimeError(f"no SASS for {stage!r}: {asm.get('sass_error', 'cuobjdump gave none')}")
+    return asm[level]
+
+
+def _compiled(stage, topk, num_local, dtype, arch, constexprs) -> dict:
     key = _key(stage, topk, num_local, dtype, arch, constexprs)
     prefetch([stage], topk, num_local, dtype, arch, **constexprs)
-    return _CACHE[key][level]
+    return _CACHE[key]
+
+
+# sm_90 (H100, H200) limits per SM, from the CUDA programming guide's table of compute capabilities
+SM90 = {"registers": 65536, "shared_bytes": 228 * 1024, "threads": 2048, "programs": 32, "warps": 64}
+REGISTER_UNIT = 256        # registers are handed to a warp in blocks of 256
+RESERVED_SHARED = 1024     # shared memory the system keeps per resident program (sm_80 and later)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one program of a stage's kernel holds on an SM, and how many fit at once on an H100."""
+    stage: str
+    registers: int          # per thread
+    shared_bytes: int       # per program (Triton's own; the system keeps RESERVED_SHARED more)
+    num_warps: int
+    spills: int             # bytes of local memory per thread (register spills): 0 is what you want
+    limits: dict            # programs per SM allowed by each resource
+    programs_per_sm: int
+    limited_by: str
+
+    @property
+    def threads(self) -> int:
+        return self.num_warps * 32
+
+    @property
+    def occupancy(self) -> float:
+        """Resident warps over the 64 an sm_90 SM can hold."""
+        return self.programs_per_sm * self.num_warps / SM90["warps"]
+
+    def explain(self) -> str:
+        regs_per_warp = -(-self.registers * 32 // REGISTER_UNIT) * REGISTER_UNIT
+        return (f"{self.stage}: {self.num_warps} warps ({self.threads} threads) per program, "
+                f"{self.registers} registers per thread ({regs_per_warp} per warp), "
+                f"{self.shared_bytes} bytes of shared memory per program"
+                f"{f', {self.spills} bytes spilled per thread' if self.spills else ''}. On an H100 SM: "
+                f"registers allow {self.limits['registers']} programs, shared memory "
+                f"{self.limits['shared memory']}, threads {self.limits['threads']}, the hardware cap "
+                f"{self.limits['programs']}; so {self.programs_per_sm} programs run at once "
+                f"(limited by {self.limited_by}), {self.occupancy:.0%} of the SM's 64 warp slots.")
+
+
+def occupancy(registers: int, shared_bytes: int, num_warps: int) -> tuple[dict, int, str]:
+    """``(programs allowed by each resource, programs per SM, the limiting resource)`` on sm_90."""
+    regs_per_warp = -(-max(registers, 1) * 32 // REGISTER_UNIT) * REGISTER_UNIT
+    limits = {
+        "registers": (SM90["registers"] // regs_per_warp) // num_warps,
+        "shared memory": SM90["shared_bytes"] // (shared_bytes + RESERVED_SHARED),
+        "threads": SM90["threads"] // (num_warps * 32),
+        "programs": SM90["programs"],
+    }
+    programs = min(limits.values())
+    limited_by = " and ".join(name for name, n in limits.items() if n == programs)
+    return limits, programs, limited_by
+
+
+def resources(stage: str, topk: int = 8, num_local: int = 32, dtype=torch.int32, arch: int = 90,
+              **constexprs) -> Resources:
+    """Registers per thread, shared memory per program and warps of ``stage``'s kernel (compiled
+    for ``sm_<arch>`` without a GPU), and the programs per SM they allow on an H100.
+
+    Registers come from the cubin (``cuobjdump --dump-resource-usage``), shared memory from
+    Triton's compile metadata. Each resource caps the programs resident on one SM: registers
+    (65536 per SM, given out per warp in blocks of 256), shared memory (228 KB per SM, 1 KB of it
+    kept by the system per program), threads (2048) and the hardware's 32 programs. The smallest cap
+    wins; more resident programs means more loads in flight to hide memory latency.
+    """
+    asm = _compiled(stage, topk, num_local, dtype, arch, constexprs)
+    meta = json.loads(asm["meta"])
+    if "registers" not in meta:
+        raise RuntimeError(f"no register count for {stage!r}: {asm.get('sass_error', 'cuobjdump gave none')}")
+    limits, programs, limited_by = occupancy(meta["registers"], meta["shared"], meta["num_warps"])
+    return Resources(stage, meta["registers"], meta["shared"], meta["num_warps"], meta["local"], limits,
+                     programs, limited_by)
 
 
 def _strip(text: str, level: str) -> list[str]:
@@ -149,6 +291,10 @@ def _strip(text: str, level: str) -> list[str]:
     for line in text.splitlines():
         if level == "ptx":
             if line.lstrip().startswith(("//", ".loc", ".file", "$L__")) or not line.strip():
+                continue
+        elif level == "sass":
+            line = re.sub(r"^/\*[0-9a-f]+\*/ ", "", line.strip())  # addresses shift with every change
+            if not line:
                 continue
         else:
             line = re.sub(r"\s*loc\((?:[^()]|\([^()]*\))*\)", "", line)
@@ -167,11 +313,39 @@ def ir_diff(stage_a: str, stage_b: str, level: str = "ptx", context: int = 3, **
     return "\n".join(difflib.unified_diff(a, b, stage_a, stage_b, n=context, lineterm=""))
 
 
+_ATOMIC = re.compile(r"\b(atom|red)\.[\w.]+|atomic_rmw|atomicrmw|atomic_cas|atomic_xchg|tt\.histogram"
+                     r"|\b(ATOMG|ATOMS|ATOM|REDG|RED|REDUX)\b")
+
+
 def atomic_lines(text: str) -> list[str]:
-    """The atomic instructions in PTX (``atom.*`` / ``red.*``) or IR (``atomic_rmw`` etc.)."""
-    pattern = re.compile(r"\b(atom|red)\.[\w.]+|atomic_rmw|atomicrmw|atomic_cas|atomic_xchg|tt\.histogram")
-    return [line.strip() for line in text.splitlines() if pattern.search(line)
+    """The atomic instructions in SASS (``ATOMG``, ``RED``...), PTX (``atom.*`` / ``red.*``) or IR
+    (``atomic_rmw`` etc.)."""
+    return [line.strip() for line in text.splitlines() if _ATOMIC.search(line)
             and not line.lstrip().startswith("//")]
+
+
+def atomic_context(text: str, before: int = 3, after: int = 3) -> list[str]:
+    """The lines around each atomic of ``text`` (SASS or PTX), the atomic marked with ``>>``.
+
+    Around an ``acq_rel`` atomic in SASS you find what the ordering costs: a ``MEMBAR`` (fence)
+    before it, and after it a wait and a ``CCTL.IVALL`` (invalidate the L1 cache so later loads see
+    other programs' writes); a ``relaxed`` atomic is a lone ``RED``/``ATOMG``. Overlapping windows
+    are merged into one snippet.
+    """
+    for name, value in (("before", before), ("after", after)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0 (lines of context), got {value!r}")
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    hits = [i for i, line in enumerate(lines) if _ATOMIC.search(line) and not line.lstrip().startswith("//")]
+    windows: list[list[int]] = []
+    for i in hits:
+        lo, hi = max(0, i - before), min(len(lines), i + after + 1)
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = hi
+        else:
+            windows.append([lo, hi])
+    return ["\n".join((">> " if j in hits else "   ") + lines[j].strip() for j in range(lo, hi))
+            for lo, hi in windows]
 
 
 if __name__ == "__main__":  # the subprocess side of _compile_in_subprocess

@@ -23,8 +23,8 @@ class Stage:
         """The stage's module (imported on first use, after the backend is chosen)."""
         return importlib.import_module(f"moe_lab.stages.{self.module}")
 
-    def run(self, topk_ids, current_expert_start_id, num_local_experts):
-        return self.load().run(topk_ids, current_expert_start_id, num_local_experts)
+    def run(self, topk_ids, start, num_local):
+        return self.load().run(topk_ids, start, num_local)
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
@@ -53,7 +53,7 @@ def stage(name: str) -> Stage:
     try:
         return STAGES[name]
     except KeyError:
-        raise ValueError(f"unknown variant {name!r}; choose one of: {', '.join(STAGES)}") from None
+        raise ValueError(f"unknown stage {name!r}; choose one of: {', '.join(STAGES)}") from None
 
 
 def list_stages() -> list[tuple[str, str]]:

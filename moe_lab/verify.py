@@ -115,13 +115,13 @@ def compare(fn, case: Case) -> Result:
     return Result(case.name, not problems, "; ".join(problems))
 
 
-def verify(fn_or_variant, cases=None):
+def verify(fn_or_stage, cases=None):
     """Compare a stage (by name) or any function with the reference on every case: a DataFrame."""
     import pandas as pd
 
     from .registry import stage
 
-    fn = stage(fn_or_variant).run if isinstance(fn_or_variant, str) else fn_or_variant
+    fn = stage(fn_or_stage).run if isinstance(fn_or_stage, str) else fn_or_stage
     cases = adversarial_cases(device=backend.device()) if cases is None else cases
     rows = [compare(fn, c) for c in cases]
     return pd.DataFrame({"case": [r.case for r in rows], "ok": [r.ok for r in rows],

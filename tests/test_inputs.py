@@ -45,23 +45,23 @@ BAD_INPUTS = [
     ("numpy ids", lambda d: (np.zeros((2, 2), dtype=np.int32), 0, 8), TypeError,
      r"topk_ids must be a torch\.Tensor.*got ndarray"),
     ("negative start", lambda d: (good_ids(d), -1, 8), ValueError,
-     r"current_expert_start_id must be >= 0, got -1"),
-    ("num_local 0", lambda d: (good_ids(d), 0, 0), ValueError, r"num_local_experts must be > 0, got 0"),
-    ("num_local -3", lambda d: (good_ids(d), 0, -3), ValueError, r"num_local_experts must be > 0, got -3"),
+     r"start must be >= 0, got -1"),
+    ("num_local 0", lambda d: (good_ids(d), 0, 0), ValueError, r"num_local must be > 0, got 0"),
+    ("num_local -3", lambda d: (good_ids(d), 0, -3), ValueError, r"num_local must be > 0, got -3"),
     ("range past int32", lambda d: (good_ids(d), INT32_MAX - 3, 8), ValueError,
-     rf"current_expert_start_id \+ num_local_experts = {INT32_MAX + 5} is past the int32 range"),
+     rf"start \+ num_local = {INT32_MAX + 5} is past the int32 range"),
     ("bool start", lambda d: (good_ids(d), True, 8), TypeError,
-     r"current_expert_start_id must be an integer, got a bool \(True\)"),
+     r"start must be an integer, got a bool \(True\)"),
     ("bool num_local", lambda d: (good_ids(d), 0, False), TypeError,
-     r"num_local_experts must be an integer, got a bool \(False\)"),
+     r"num_local must be an integer, got a bool \(False\)"),
     ("float num_local", lambda d: (good_ids(d), 0, 8.0), TypeError,
-     r"num_local_experts must be an integer, got float \(8\.0\)"),
+     r"num_local must be an integer, got float \(8\.0\)"),
     ("string start", lambda d: (good_ids(d), "0", 8), TypeError,
-     r"current_expert_start_id must be an integer, got str \('0'\)"),
+     r"start must be an integer, got str \('0'\)"),
     ("float tensor start", lambda d: (good_ids(d), torch.tensor(2.5), 8), TypeError,
-     r"current_expert_start_id must be an integer, got a tensor of shape \(\) and dtype torch\.float32"),
+     r"start must be an integer, got a tensor of shape \(\) and dtype torch\.float32"),
     ("vector tensor num_local", lambda d: (good_ids(d), 0, torch.tensor([8, 8])), TypeError,
-     r"num_local_experts must be an integer, got a tensor of shape \(2,\)"),
+     r"num_local must be an integer, got a tensor of shape \(2,\)"),
     ("more than 2**31 - 1 slots", lambda d: (torch.empty((2**31, 1), dtype=torch.int32, device="meta"), 0, 8),
      ValueError, r"topk_ids has 2147483648 slots, more than the 2\*\*31 - 1"),
 ]
@@ -88,7 +88,7 @@ def test_cpu_tensor_when_kernels_need_the_gpu(stage_name, monkeypatch):
 def test_torch_stage_takes_cpu_tensors_on_any_backend(monkeypatch):
     monkeypatch.setattr(moe_lab.backend, "INTERPRETER", False)
     ids = torch.tensor([[0, 5, -1], [3, 9, 2]], dtype=torch.int32)
-    adjusted, counts = moe_lab.recombine(ids, 2, 4, variant="torch")
+    adjusted, counts = moe_lab.recombine(ids, 2, 4, stage="torch")
     assert adjusted.tolist() == [[-1, 3, -1], [1, -1, 0]] and counts.tolist() == [1, 1, 0, 1]
 
 
@@ -124,9 +124,38 @@ def test_empty_input_gives_empty_ids_and_zero_counts(stage_name, shape, dtype, d
     assert counts.dtype == torch.int32 and counts.tolist() == [0] * 5 and counts.device == ids.device
 
 
-def test_unknown_variant_names_the_choices(device):
-    with pytest.raises(ValueError, match=r"unknown variant 'fastest'; choose one of: torch, row_loop, naive"):
-        moe_lab.recombine(good_ids(device), 0, 8, variant="fastest")
+def test_unknown_stage_names_the_choices(device):
+    with pytest.raises(ValueError, match=r"unknown stage 'fastest'; choose one of: torch, row_loop, naive"):
+        moe_lab.recombine(good_ids(device), 0, 8, stage="fastest")
+
+
+@pytest.mark.parametrize("make, error, pattern", [
+    (lambda d: (good_ids(d), -1, 8), ValueError, r"current_expert_start_id must be >= 0, got -1"),
+    (lambda d: (good_ids(d), 0, 0), ValueError, r"num_local_experts must be > 0, got 0"),
+    (lambda d: (good_ids(d), "0", 8), TypeError, r"current_expert_start_id must be an integer, got str"),
+], ids=["negative start", "zero experts", "string start"])
+def test_drop_in_names_rtp_llm_arguments(make, error, pattern, device):
+    topk_ids, start, num_local = make(device)
+    with pytest.raises(error, match=pattern):
+        moe_lab.recompute_topk_ids_sum_expert_count(topk_ids, start, num_local)
+
+
+def test_recombine_takes_stage_keyword_only_by_that_name(device):
+    with pytest.raises(TypeError, match="variant"):
+        moe_lab.recombine(good_ids(device), 0, 8, variant="torch")
+
+
+@pytest.mark.parametrize("stage_name", ALL_STAGES)
+def test_meta_tensors_get_a_clear_error(stage_name):
+    with pytest.raises(ValueError, match=r"topk_ids is a meta tensor \(shape \(4, 8\), no data\)"):
+        moe_lab.stage(stage_name).run(torch.empty((4, 8), dtype=torch.int32, device="meta"), 0, 8)
+
+
+@pytest.mark.parametrize("stage_name", ALL_STAGES)
+def test_meta_start_gets_a_clear_error(stage_name, device):
+    meta_start = torch.empty((), dtype=torch.int64, device="meta")
+    with pytest.raises(TypeError, match=r"start is a meta tensor \(a shape without data\).*pass a Python int"):
+        moe_lab.stage(stage_name).run(good_ids(device), meta_start, 8)
 
 
 # --- best's out-parameters ------------------------------------------------------------------
@@ -181,11 +210,60 @@ def test_messages_say_how_to_fix():
     """Not just what is wrong: the message says what to do (the README promises it)."""
     ids = torch.zeros((2, 3), dtype=torch.int16)
     with pytest.raises(TypeError) as info:
-        moe_lab.recombine(ids, 0, 8, variant="torch")
+        moe_lab.recombine(ids, 0, 8, stage="torch")
     assert "topk_ids.to(torch.int32)" in str(info.value)
     with pytest.raises(ValueError) as info:
-        moe_lab.recombine(torch.zeros((3, 8), dtype=torch.int32).t(), 0, 8, variant="torch")
+        moe_lab.recombine(torch.zeros((3, 8), dtype=torch.int32).t(), 0, 8, stage="torch")
     assert "topk_ids.contiguous()" in str(info.value)
     with pytest.raises(ValueError) as info:
-        moe_lab.recombine(torch.zeros(8, dtype=torch.int32), 0, 8, variant="torch")
+        moe_lab.recombine(torch.zeros(8, dtype=torch.int32), 0, 8, stage="torch")
     assert re.search(r"view\(-1, topk\)", str(info.value))
+
+
+def _overlapping_outputs(ids):
+    """(id, out-parameters that overlap each other or the input, names the message must give)."""
+    pool = torch.full((ids.numel() + 8,), 77, dtype=ids.dtype, device=ids.device)
+    return [
+        ("adjusted_out is topk_ids", dict(adjusted_out=ids), "adjusted_out overlaps topk_ids"),
+        ("counts inside the ids", dict(expert_count_out=ids.view(-1)[4:12]), "expert_count_out overlaps topk_ids"),
+        ("counts inside adjusted_out", dict(adjusted_out=pool[:ids.numel()].view(ids.shape),
+                                            expert_count_out=pool[ids.numel() - 3:ids.numel() + 5]),
+         "expert_count_out overlaps adjusted_out"),
+    ]
+
+
+@pytest.mark.parametrize("which", range(3), ids=["adjusted is ids", "counts in ids", "counts in adjusted"])
+def test_best_refuses_overlapping_buffers(which, device):
+    ids = good_ids(device, (5, 4))
+    before = ids.clone()
+    _, outs, message = _overlapping_outputs(ids)[which]
+    with pytest.raises(ValueError, match=message + r" in memory.*pass separate buffers"):
+        best.run(ids, 0, 8, **outs)
+    assert torch.equal(ids, before)  # refused before any launch
+
+
+def test_best_accepts_neighbouring_buffers(device):
+    """Buffers that touch but do not overlap are fine (the check is on byte ranges, not storages)."""
+    ids = good_ids(device, (5, 4))
+    pool = torch.full((ids.numel() + 8,), 77, dtype=torch.int32, device=device)
+    adjusted, counts = pool[:ids.numel()].view(ids.shape), pool[ids.numel():]
+    best.run(ids, 0, 8, adjusted_out=adjusted, expert_count_out=counts)
+    want_ids, want_counts = verify.reference(ids, 0, 8)
+    assert torch.equal(adjusted, want_ids) and torch.equal(counts, want_counts)
+
+
+def test_block_histogram_refuses_too_many_experts_before_allocating(monkeypatch, device):
+    """num_local past MAX_BINS is refused before the counts (num_local int32s) are allocated."""
+    from moe_lab.stages import _launch, block_histogram
+
+    made = []
+    real_zeros = torch.zeros
+
+    def counting_zeros(*args, **kwargs):
+        made.append(args)
+        return real_zeros(*args, **kwargs)
+
+    monkeypatch.setattr(_launch.torch, "zeros", counting_zeros)
+    with pytest.raises(ValueError, match=r"num_local=268435456 bins.*at most 1024.*stage='best'"):
+        block_histogram.run(good_ids(device), 0, 2**28)
+    assert made == []

@@ -373,7 +373,7 @@ def test_best_runs_the_kernel_it_chooses(num_tokens, topk, num_local, expected, 
 @pytest.mark.parametrize("stage_name", ["decode", "block_histogram", "one_launch"])
 def test_histogram_stages_refuse_too_many_experts(stage_name, device):
     ids = torch.zeros((4, 8), dtype=torch.int32, device=device)
-    with pytest.raises(ValueError, match=r"num_local_experts=2000.*at most 1024.*'best'"):
+    with pytest.raises(ValueError, match=r"num_local=2000.*at most 1024.*'best'"):
         moe_lab.stage(stage_name).run(ids, 0, 2000)
 
 
@@ -383,9 +383,16 @@ def test_one_launch_leaves_its_scratch_zeroed(seed, replay, device):
     for num_tokens, topk, num_local in [(700, 8, 32), (3000, 6, 100), (1, 1, 1), (5000, 2, 1024)]:
         ids = torch.randint(-1, 3 * num_local, (num_tokens, topk), generator=gen, dtype=torch.int32)
         case = verify.Case(f"{num_tokens}x{topk}", ids.to(device), num_local, num_local)
+        kept = one_launch.scratch(case.topk_ids.device)  # on a GPU: this stream's; on the CPU: a fresh one
         for _ in range(2):  # a second call on the same scratch must be as right as the first
-            assert_matches_reference("one_launch", case, replay)
-        assert not one_launch.scratch(case.topk_ids.device).any(), f"scratch left dirty after {case.name}"
+            got = run_poisoned("one_launch", case.topk_ids, case.start, case.num_local)
+            adjusted = torch.full_like(case.topk_ids, verify.POISON)
+            counts = torch.full((num_local,), verify.POISON, dtype=torch.int32, device=device)
+            one_launch.launch(case.topk_ids, adjusted, counts, case.start, case.num_local, scratch_buffer=kept)
+            want = verify.reference(case.topk_ids, case.start, case.num_local)
+            assert torch.equal(got[1], want[1]) and torch.equal(counts, want[1]), f"{case.name}; {replay}"
+            assert torch.equal(adjusted, want[0]), f"{case.name}; {replay}"
+            assert not kept.any(), f"scratch left dirty after {case.name}"
 
 
 @pytest.mark.parametrize("num_tokens, topk, num_local, dtype", [
@@ -430,7 +437,7 @@ def test_public_entry_points_match_reference(device):
     want_ids, want_counts = verify.reference(case.topk_ids, case.start, case.num_local)
     for got in (moe_lab.recompute_topk_ids_sum_expert_count(case.topk_ids, case.start, case.num_local),
                 moe_lab.recombine(case.topk_ids, case.start, case.num_local),
-                moe_lab.recombine(case.topk_ids, case.start, case.num_local, variant="relaxed")):
+                moe_lab.recombine(case.topk_ids, case.start, case.num_local, stage="relaxed")):
         assert torch.equal(got[0], want_ids) and torch.equal(got[1], want_counts)
 
 

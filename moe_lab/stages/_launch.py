@@ -11,13 +11,16 @@ POISON: int | None = None
 
 
 def prepare(topk_ids, start, num_local, *, stage: str, zero_counts: bool = True,
-            adjusted_out=None, expert_count_out=None):
+            adjusted_out=None, expert_count_out=None, check=None):
     """Check inputs and return ``(start, num_local, adjusted, expert_count)`` ready for a launch.
 
     ``zero_counts`` fills the counts with 0 (stages that accumulate with atomics need that);
-    stages that store every count themselves pass False and skip the memset.
+    stages that store every count themselves pass False and skip the memset. ``check(num_local,
+    stage)``, if given, runs after the argument checks and before anything is allocated.
     """
     start, num_local = check_args(topk_ids, start, num_local, stage=stage)
+    if check is not None:
+        check(num_local, stage)
     check_outputs(topk_ids, num_local, adjusted_out, expert_count_out)
     adjusted = torch.empty_like(topk_ids) if adjusted_out is None else adjusted_out
     if expert_count_out is None:

@@ -1,4 +1,4 @@
-"""Stage 9, ``best``: pick the fastest correct kernel for the input's size; what the library ships.
+"""``best``: pick the fastest correct kernel for the input's size; what the library ships.
 
 * up to ``decode.MAX_SLOTS`` slots: the one-program ``decode`` kernel (one launch, no memset, no
   atomics): under CUDA-graph replay about half the time of rtp-llm's memset + kernel;
@@ -10,6 +10,13 @@ The choice depends only on shapes, never on values, so a call never waits for th
 into a CUDA graph as it runs eagerly. For graphs, pass ``adjusted_out=`` and ``expert_count_out=``:
 the kernels then write into your static buffers and allocate nothing. The thresholds come from the
 recorded H100 sweep in ``data/`` (notebook 07 plots it).
+
+What is safe: ``decode`` and ``relaxed`` keep no state. ``one_launch`` keeps a zero-between-calls
+scratch that no two concurrent launches share (one per call on the CPU, one per device and stream
+on a GPU, one per captured launch in a CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so
+calls from several threads, streams, devices or concurrently replayed graphs, and calls after an
+interrupted one, all give the same results as calls made one at a time. Output buffers that overlap
+each other or ``topk_ids`` are refused.
 """
 
 from __future__ import annotations
@@ -27,11 +34,9 @@ def choose(num_total: int, num_local: int) -> str:
     return "one_launch"
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts, *, adjusted_out=None,
-        expert_count_out=None):
-    start, num_local, adjusted, counts = prepare(
-        topk_ids, current_expert_start_id, num_local_experts, stage="best", zero_counts=False,
-        adjusted_out=adjusted_out, expert_count_out=expert_count_out)
+def run(topk_ids, start, num_local, *, adjusted_out=None, expert_count_out=None):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="best", zero_counts=False,
+                                                 adjusted_out=adjusted_out, expert_count_out=expert_count_out)
     num_total = topk_ids.numel()
     kind = choose(num_total, num_local)
     if num_total == 0:

@@ -81,8 +81,8 @@ def num_bins(num_local: int) -> int:
 def check_bins(num_local: int, stage: str) -> None:
     """Refuse more local experts than a register histogram holds (the histogram stages share this)."""
     if num_bins(num_local) > MAX_BINS:
-        raise ValueError(f"{stage} keeps a histogram of num_local_experts={num_local} bins in "
-                         f"registers; it supports at most {MAX_BINS}. Use variant='best', which falls "
+        raise ValueError(f"{stage} keeps a histogram of num_local={num_local} bins in "
+                         f"registers; it supports at most {MAX_BINS}. Use stage='best', which falls "
                          f"back to per-slot relaxed atomics for that many experts")
 
 
@@ -97,10 +97,9 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=BLOCK, num_war
                                     num_warps=num_warps)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts, *, block=BLOCK):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="block_histogram")
-    check_bins(num_local, "block_histogram")
+def run(topk_ids, start, num_local, *, block=BLOCK):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="block_histogram",
+                                                 check=check_bins)
     if topk_ids.numel():
         launch(topk_ids, adjusted, counts, start, num_local, block=block)
     return adjusted, counts

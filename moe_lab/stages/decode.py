@@ -36,10 +36,9 @@ def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warp
                                  WRITE_COUNTS=True, num_warps=num_warps)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="decode", zero_counts=False)
-    check_bins(num_local, "decode")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="decode",
+                                                 zero_counts=False, check=check_bins)
     if topk_ids.numel() == 0:
         counts.zero_()
     else:

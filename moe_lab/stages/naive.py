@@ -33,9 +33,8 @@ def naive_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, topk, start, num_
                     tl.store(adjusted_ptr + slot, -1)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="naive")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="naive")
     num_tokens, topk = topk_ids.shape
     if topk_ids.numel() == 0:
         return adjusted, counts

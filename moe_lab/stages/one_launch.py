@@ -1,4 +1,4 @@
-"""Stage 8, ``one_launch``: many programs, one launch, no memset: the last program writes the counts.
+"""``one_launch``: many programs, one launch, no memset: the last program writes the counts.
 
 ``decode`` needs no memset because a single program owns every counter; that stops paying once one
 SM cannot stream the input quickly (a few thousand slots). ``block_histogram`` spreads the work but
@@ -20,11 +20,17 @@ the ticket relaxed as well is measurably faster and measurably wrong: the H200 s
 miscounts with it. Each acq_rel atomic costs a round trip to L2, which is why this stage, correct at
 any size, still loses to ``decode`` on tiny inputs.
 
-The scratch is allocated once per device and kept (see :func:`scratch`): call once before capturing
-a CUDA graph, and do not run two calls at the same time on two streams of one device.
+The scratch is state that outlives a call, so who may share it is the whole safety argument (the
+details are in :func:`scratch`): on the CPU each call gets a fresh one; on a GPU each (device, stream)
+keeps its own, since launches on one stream never overlap and a launch that starts always finishes,
+re-zeroing it; each launch captured into a CUDA graph gets one that nothing else touches. So threads,
+streams, graphs replayed side by side, several devices and interrupted calls are all safe, and the
+common case (eager calls on one stream, or graph replays) keeps one launch and no memset.
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 import triton
@@ -69,24 +75,69 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
         tl.atomic_xchg(ticket_ptr, 0, sem=ADD_SEM)
 
 
-_SCRATCH: dict[str, torch.Tensor] = {}
+SCRATCH_SIZE = MAX_BINS + 1  # MAX_BINS accumulators, then the ticket
+SPARES = 8
+"""Pre-zeroed scratches kept per device for CUDA-graph capture (made by eager calls, outside capture)."""
+
+_LOCK = threading.Lock()  # guards the three tables below; taken only on a table miss or in capture
+_BY_STREAM: dict[tuple[int, int], torch.Tensor] = {}  # (device index, raw stream handle) -> scratch
+_SPARE: dict[int, list[torch.Tensor]] = {}  # device index -> pre-zeroed scratches for captures
+_CAPTURED: list[torch.Tensor] = []  # scratches baked into CUDA graphs: kept for the process
+
+
+def _raw_stream(index: int) -> int:
+    """The handle of the current CUDA stream of device ``index`` (the stream Triton launches on)."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
 
 
 def scratch(device: torch.device) -> torch.Tensor:
-    """The zero-between-calls accumulator (MAX_BINS counters + a ticket) of this device.
+    """A zeroed accumulator (``MAX_BINS`` counters + a ticket) that no concurrent launch shares.
 
-    Allocated once, on first use, and kept: CUDA graphs captured later bake in its address, and
-    every finished launch leaves it zeroed. Two launches *running at the same time* on different
-    streams of one device would share it: keep calls on one stream (as inference engines do).
+    What is guaranteed, and why:
+
+    * **CPU (the interpreter)**: a fresh zeroed scratch per call. Allocating 4 KB is cheap there, and
+      a call interrupted half-way (Ctrl-C, the Stop button) leaves nothing behind for the next one.
+      Interpreted launches are one at a time anyway (``moe_lab.interp.LOCK``).
+    * **CUDA, eager**: one scratch per (device, stream), kept. Launches on one stream run one after
+      another, and every launch that starts runs to completion, its last program zeroing the scratch
+      again; so threads sharing a stream are safe, two streams (or two devices) get two scratches,
+      and a Python interrupt cannot leave a scratch dirty (it can only stop a launch from being made).
+    * **CUDA graph capture**: every captured launch gets a scratch of its own that nothing else ever
+      uses, kept alive for the rest of the process (4 KB per captured launch), so graphs replayed
+      concurrently on different streams never share one. Replays of one graph are ordered by CUDA,
+      and each replay leaves the scratch zeroed for the next. The scratch comes from a pool of
+      ``SPARES`` pre-zeroed spares that eager calls on the device fill; when the pool is empty
+      (no eager call before capturing), it is allocated with ``torch.zeros`` inside the capture:
+      still correct, at the cost of one memset node in the graph.
+
+    Not covered: the same stream handle reused by a new stream while work from a destroyed one is
+    still running (PyTorch's stream pool never destroys its streams).
     """
-    key = str(device)
-    if key not in _SCRATCH:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("one_launch/best allocate a small persistent scratch buffer on their first "
-                               "call on a device; call them once eagerly (a warm-up run) before capturing "
-                               "a CUDA graph")
-        _SCRATCH[key] = torch.zeros(MAX_BINS + 1, dtype=torch.int32, device=device)
-    return _SCRATCH[key]
+    if device.type != "cuda":
+        return torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if torch.cuda.is_current_stream_capturing():
+        with _LOCK:
+            spares = _SPARE.get(index)
+            buffer = spares.pop() if spares else None
+        if buffer is None:  # allocated inside the capture: a memset node zeroes it on every replay
+            buffer = torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
+        with _LOCK:
+            _CAPTURED.append(buffer)
+        return buffer
+    key = (index, _raw_stream(index))
+    buffer = _BY_STREAM.get(key)  # a dict read is atomic under the GIL: no lock on the hot path
+    if buffer is None:
+        with _LOCK:
+            buffer = _BY_STREAM.get(key)
+            if buffer is None:
+                buffer = torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
+                _BY_STREAM[key] = buffer
+                spares = _SPARE.setdefault(index, [])
+                while len(spares) < SPARES:
+                    spares.append(torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device))
+    return buffer
 
 
 def grid_size(num_total: int, device: torch.device, block: int,
@@ -96,26 +147,32 @@ def grid_size(num_total: int, device: torch.device, block: int,
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=None,
-           programs_per_sm=PROGRAMS_PER_SM, **sems):
+           programs_per_sm=PROGRAMS_PER_SM, scratch_buffer=None, **sems):
     """Launch on prepared buffers; ``counts`` needs no zeroing (the last program stores them all).
 
     ``sems`` (``ADD_SEM=``, ``TICKET_SEM=``) exist to measure what the ordering costs; the defaults
-    (relaxed adds, acq_rel ticket) are the cheapest correct choice.
+    (relaxed adds, acq_rel ticket) are the cheapest correct choice. ``scratch_buffer``: a zeroed
+    ``SCRATCH_SIZE`` int32 tensor to use instead of :func:`scratch`'s (the stress tool passes one).
     """
     num_total = topk_ids.numel()
     block = block or tile_size(num_total)
     num_warps = num_warps or (4 if block <= 1024 else 8)
     device = topk_ids.device
     grid = grid_size(num_total, device, block, programs_per_sm)
-    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch(device), num_total, start, num_local,
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # Triton launches on the current device's current stream
+            return launch(topk_ids, adjusted, counts, start, num_local, block=block, num_warps=num_warps,
+                          programs_per_sm=programs_per_sm, scratch_buffer=scratch_buffer, **sems)
+    if scratch_buffer is None:
+        scratch_buffer = scratch(device)
+    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch_buffer, num_total, start, num_local,
                                BLOCK=block, NUM_BINS=num_bins(num_local), TICKET=MAX_BINS,
                                num_warps=num_warps, **sems)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id, num_local_experts,
-                                                 stage="one_launch", zero_counts=False)
-    check_bins(num_local, "one_launch")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="one_launch",
+                                                 zero_counts=False, check=check_bins)
     if topk_ids.numel() == 0:
         counts.zero_()
     else:

@@ -38,9 +38,8 @@ def launch(topk_ids, adjusted, counts, start, num_local, block=None):
                                                      num_local, BLOCK=block)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="relaxed")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="relaxed")
     if topk_ids.numel():
         launch(topk_ids, adjusted, counts, start, num_local)
     return adjusted, counts

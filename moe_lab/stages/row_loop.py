@@ -40,9 +40,8 @@ def row_loop_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, start, num_loc
             tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="row_loop")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="row_loop")
     num_tokens, topk = topk_ids.shape
     if topk_ids.numel() == 0:
         return adjusted, counts

@@ -40,9 +40,8 @@ def tl_full_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local
     tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local, adjusted, counts = prepare(topk_ids, current_expert_start_id,
-                                                 num_local_experts, stage="tl_full")
+def run(topk_ids, start, num_local):
+    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="tl_full")
     num_total = topk_ids.numel()
     if num_total == 0:
         return adjusted, counts

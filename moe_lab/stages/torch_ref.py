@@ -18,8 +18,8 @@ import torch
 from ..checks import check_args
 
 
-def run(topk_ids, current_expert_start_id, num_local_experts):
-    start, num_local = check_args(topk_ids, current_expert_start_id, num_local_experts,
+def run(topk_ids, start, num_local):
+    start, num_local = check_args(topk_ids, start, num_local,
                                   stage="torch", needs_triton=False)
     local = (topk_ids >= start) & (topk_ids < start + num_local)
     adjusted = torch.where(local, topk_ids - start, torch.full_like(topk_ids, -1))
