@@ -4,7 +4,7 @@
 :mod:`moe_lab.backend`), so that learners never have to set ``TRITON_INTERPRET`` themselves.
 """
 
-from . import backend  # noqa: F401  (must come before any kernel module imports triton.jit)
+from . import backend  # noqa: F401, I001  (must come before any kernel module imports triton.jit)
 from . import routing, verify  # noqa: F401  (public submodules: moe_lab.routing, moe_lab.verify)
 from .registry import STAGES, list_stages, stage
 from .registry import stage as _stage
@@ -34,11 +34,16 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
     (also replayed concurrently on different streams), and after a call that was interrupted: no
     call's result depends on another call (see ``moe_lab.stages.one_launch.scratch`` for why).
     """
-    from .checks import DROP_IN_NAMES, check_args
+    try:
+        return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
+    except (TypeError, ValueError):
+        from .checks import DROP_IN_NAMES, check_args
 
-    check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best", needs_triton=False,
-               names=DROP_IN_NAMES)  # the messages name rtp-llm's arguments
-    return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
+        try:  # the same complaint, naming rtp-llm's arguments (checked again only on the error path)
+            check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best", names=DROP_IN_NAMES)
+        except (TypeError, ValueError) as named:
+            raise named from None
+        raise
 
 
 __all__ = ["recombine", "recompute_topk_ids_sum_expert_count", "STAGES", "list_stages", "stage",

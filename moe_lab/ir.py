@@ -18,6 +18,8 @@ runs in a short-lived subprocess with ``TRITON_INTERPRET=0`` (a few seconds; res
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import json
 import os
 import re
@@ -30,44 +32,51 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from .stages import block_histogram, decode, naive, one_launch, relaxed, row_loop, scalar_atomic, tl_full
-
 LEVELS = ("ttir", "ttgir", "llir", "ptx", "sass")
 _TEXT_LEVELS = LEVELS[:-1]  # what triton.compile returns as text; sass comes from the cubin
 _POINTER_ARGS = {"ids_ptr", "adjusted_ptr", "count_ptr", "scratch_ptr"}
 
 
-def _kernel_spec(stage: str, topk: int, num_local: int):
-    """``(kernel, constexprs, num_warps)`` of the kernel ``stage`` launches for top-``topk`` input."""
-    bins = block_histogram.num_bins(num_local)
-    specs = {
-        "row_loop": (row_loop.row_loop_kernel, {"TOPK": topk, "TOKENS_PER_PROGRAM": row_loop.TOKENS_PER_PROGRAM}, 4),
-        "naive": (naive.naive_kernel, {"TOKENS_PER_PROGRAM": naive.TOKENS_PER_PROGRAM}, 4),
-        "tl_full": (tl_full.tl_full_kernel, {"BLOCK": tl_full.block_size(topk)}, 4),
-        "scalar_atomic": (scalar_atomic.scalar_atomic_kernel, {"BLOCK": tl_full.block_size(topk)}, 4),
-        "relaxed": (relaxed.relaxed_kernel, {"BLOCK": tl_full.block_size(topk)}, 4),
-        "block_histogram": (block_histogram.block_histogram_kernel,
-                            {"BLOCK": block_histogram.BLOCK, "NUM_BINS": bins, "WRITE_COUNTS": False},
-                            block_histogram.NUM_WARPS),
-        "decode": (block_histogram.block_histogram_kernel,
-                   {"BLOCK": decode.tile_size(decode.MAX_SLOTS), "NUM_BINS": bins, "WRITE_COUNTS": True},
-                   decode.NUM_WARPS),
-        "one_launch": (one_launch.one_launch_kernel,
-                       {"BLOCK": 1024, "NUM_BINS": bins, "TICKET": block_histogram.MAX_BINS,
-                        "ADD_SEM": "relaxed", "TICKET_SEM": "acq_rel"}, 4),
-    }
-    if stage not in specs:
+def _kernel_spec(stage: str, topk: int, num_local: int, module: str | None = None):
+    """``(kernel, constexprs, num_warps)`` of the kernel ``stage`` launches for top-``topk`` input.
+
+    Read from the stage module's ``KERNEL`` (``module``: its import path, for a compile subprocess
+    that has not seen a stage registered at run time), at the input size ``KERNEL.ir_slots``.
+    """
+    from .registry import STAGES
+
+    if module is not None:
+        spec = getattr(importlib.import_module(module), "KERNEL", None)
+    else:
+        spec = STAGES[stage].kernel if stage in STAGES else None
+    if spec is None:
+        with_kernel = [name for name, s in STAGES.items() if s.single_kernel]
         raise ValueError(f"no single kernel to compile for stage {stage!r}; choose one of "
-                         f"{', '.join(specs)} ('torch' has no Triton kernel, 'best' dispatches to "
+                         f"{', '.join(with_kernel)} ('torch' has no Triton kernel, 'best' dispatches to "
                          f"decode or one_launch)")
-    return specs[stage]
+    block = spec.block(topk, spec.ir_slots)
+    constexprs = dict(spec.constexprs(block, topk, num_local))
+    python_fn = getattr(spec.fn, "fn", spec.fn)  # compiled or interpreted, the Python function inside
+    for name, param in inspect.signature(python_fn).parameters.items():
+        # constexprs left at their defaults (one_launch's ADD_SEM, TICKET_SEM)
+        if name not in constexprs and param.default is not inspect.Parameter.empty \
+                and "constexpr" in str(param.annotation):
+            constexprs[name] = param.default
+    return spec.fn, constexprs, spec.num_warps(block)
 
 
-def _compile_here(stage, topk, num_local, dtype_name, arch, overrides):
+def _module_of(stage: str) -> str:
+    from .registry import stage as stage_entry
+
+    entry = stage_entry(stage)
+    return entry.module if "." in entry.module else f"moe_lab.stages.{entry.module}"
+
+
+def _compile_here(stage, topk, num_local, dtype_name, arch, overrides, module=None):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    kernel, constexprs, num_warps = _kernel_spec(stage, topk, num_local)
+    kernel, constexprs, num_warps = _kernel_spec(stage, topk, num_local, module)
     constexprs = {**constexprs, **dict(overrides)}
     num_warps = constexprs.pop("num_warps", num_warps)
     id_type = {"int32": "*i32", "int64": "*i64"}[dtype_name]
@@ -103,7 +112,8 @@ def tool(name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} not found: it ships inside the triton wheel under "
                            f"triton/backends/nvidia/bin/ (looked in {os.path.dirname(here)}) or comes with "
-                           f"the CUDA toolkit; install the triton wheel for your platform, or put {name} on PATH")
+                           f"the CUDA toolkit; install the triton wheel for your platform, or put {name} "
+                           f"on PATH")
     return found
 
 
@@ -185,7 +195,8 @@ def prefetch(stages, topk: int = 8, num_local: int = 32, dtype=torch.int32, arch
             except CompilationError as err:  # the same RuntimeError as the subprocess path raises
                 raise RuntimeError(_failure([k[0]], k[4], str(err))) from err
     else:
-        for k, asm in zip(missing, _compile_in_subprocess([[*k[:5], list(k[5])] for k in missing])):
+        jobs = [[*k[:5], list(k[5]), _module_of(k[0])] for k in missing]
+        for k, asm in zip(missing, _compile_in_subprocess(jobs)):
             _CACHE[k] = asm
 
 
@@ -349,5 +360,5 @@ def atomic_context(text: str, before: int = 3, after: int = 3) -> list[str]:
 
 
 if __name__ == "__main__":  # the subprocess side of _compile_in_subprocess
-    print(json.dumps([_compile_here(*job[:5], tuple(tuple(pair) for pair in job[5]))
+    print(json.dumps([_compile_here(*job[:5], tuple(tuple(pair) for pair in job[5]), job[6])
                       for job in json.loads(sys.argv[1])]))

@@ -1,4 +1,9 @@
-"""The stages by name, in teaching order, with a one-line description each."""
+"""The stages by name, in teaching order, with a one-line description each.
+
+This list is the index: notebooks, benchmarks, plots, the atomics model, the tracer and the IR
+explorer all iterate over it, and each stage's module describes its own kernel (``KERNEL``), so
+adding a stage is one module and one line here (see ``docs/contributing.md``).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,21 @@ class Stage:
     """Launches one Triton kernel of its own, so its IR can be compiled and shown."""
 
     def load(self):
-        """The stage's module (imported on first use, after the backend is chosen)."""
-        return importlib.import_module(f"moe_lab.stages.{self.module}")
+        """The stage's module (imported on first use, after the backend is chosen).
+
+        ``module`` is a name under ``moe_lab.stages`` or, with a dot in it, a full module path.
+        """
+        return importlib.import_module(self.module if "." in self.module else f"moe_lab.stages.{self.module}")
+
+    @property
+    def kernel(self):
+        """The module's ``KERNEL`` (:class:`moe_lab.stages._kernel.Kernel`), or None (``torch``, ``best``)."""
+        return getattr(self.load(), "KERNEL", None)
+
+    def kernel_for(self, num_total: int, num_local: int) -> str:
+        """The stage whose kernel runs for this shape: itself, or the one its ``choose`` picks."""
+        choose = getattr(self.load(), "choose", None)
+        return choose(num_total, num_local) if choose is not None else self.name
 
     def run(self, topk_ids, start, num_local):
         return self.load().run(topk_ids, start, num_local)
@@ -47,6 +65,22 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("best", "best", "dispatch by size: decode for small inputs, else one_launch", "#17becf",
           single_kernel=False),
 ]}
+
+
+def register(entry: Stage) -> Stage:
+    """Add a stage at the end of the teaching order (a stage module plus this one call is all it takes)."""
+    if not isinstance(entry, Stage):
+        raise TypeError(f"register takes a registry.Stage, got {type(entry).__name__}")
+    if entry.name in STAGES:
+        raise ValueError(f"stage {entry.name!r} is already registered; pick another name or unregister it")
+    STAGES[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    """Remove a stage added with :func:`register` (tests use it to clean up)."""
+    stage(name)
+    del STAGES[name]
 
 
 def stage(name: str) -> Stage:

@@ -13,13 +13,15 @@ recorded H100 sweep in ``data/`` (notebook 07 plots it).
 
 What is safe: ``decode`` and ``relaxed`` keep no state. ``one_launch`` keeps a zero-between-calls
 scratch that no two concurrent launches share (one per call on the CPU, one per device and stream
-on a GPU, one per captured launch in a CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so
+on a GPU, one per captured CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so
 calls from several threads, streams, devices or concurrently replayed graphs, and calls after an
 interrupted one, all give the same results as calls made one at a time. Output buffers that overlap
 each other or ``topk_ids`` are refused.
 """
 
 from __future__ import annotations
+
+import torch
 
 from . import block_histogram, decode, one_launch, relaxed
 from ._launch import prepare
@@ -37,6 +39,10 @@ def choose(num_total: int, num_local: int) -> str:
 def run(topk_ids, start, num_local, *, adjusted_out=None, expert_count_out=None):
     start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="best", zero_counts=False,
                                                  adjusted_out=adjusted_out, expert_count_out=expert_count_out)
+    device = topk_ids.device
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # Triton launches on the current device's current stream
+            return run(topk_ids, start, num_local, adjusted_out=adjusted, expert_count_out=counts)
     num_total = topk_ids.numel()
     kind = choose(num_total, num_local)
     if num_total == 0:

@@ -1,4 +1,4 @@
-"""Stage 6, ``block_histogram``: count in registers, then one atomic per expert per program.
+"""``block_histogram``: count in registers, then one atomic per expert per program.
 
 What changed from ``scalar_atomic``: each program still remaps a tile of slots, but instead of one
 global atomic per local slot it builds the tile's histogram on chip with
@@ -20,8 +20,9 @@ The grid is *persistent* for large inputs: at most ``PROGRAMS_PER_SM`` programs 
 looping over tiles and accumulating its histogram, so the number of atomics is fixed by the grid,
 not the input size. (The kernels here use only Triton builtins, ``tl.full`` rather than ``tl.zeros``
 and ``//`` rather than ``tl.cdiv``: those two are themselves ``@triton.jit`` helpers, and they break
-under the interpreter when ``triton`` was imported before ``moe_lab`` chose it.) ``WRITE_COUNTS`` makes a one-program launch store the counts directly (no
-memset, no atomics): that is the ``decode`` stage.
+under the interpreter when ``triton`` was imported before ``moe_lab`` chose it.) ``WRITE_COUNTS``
+makes a one-program launch store the counts directly (no memset, no atomics): that is the
+``decode`` stage.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_BIN, PERSISTENT, Kernel
 from ._launch import prepare
 
 BLOCK = 8192
@@ -43,20 +45,20 @@ def block_histogram_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, n
                            BLOCK: tl.constexpr, NUM_BINS: tl.constexpr,
                            WRITE_COUNTS: tl.constexpr):
     pid = tl.program_id(0)
-    num_tiles = (num_total + BLOCK - 1) // BLOCK  # not tl.cdiv: see note below
-    counts = tl.full([NUM_BINS], 0, tl.int32)
-    for tile in range(pid, num_tiles, tl.num_programs(0)):
-        slot = tile * BLOCK + tl.arange(0, BLOCK)
-        valid_slot = slot < num_total
-        expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
+    num_tiles = (num_total + BLOCK - 1) // BLOCK  # not tl.cdiv: see the module docstring
+    counts = tl.full([NUM_BINS], 0, tl.int32)  # this program's histogram, in registers
+    for tile in range(pid, num_tiles, tl.num_programs(0)):  # persistent: every grid-th tile
+        slot = tile * BLOCK + tl.arange(0, BLOCK)  # BLOCK consecutive slots: coalesced loads
+        valid_slot = slot < num_total  # the last tile runs past the end
+        expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)  # -1 past the end: never local
         local = (expert >= start) & (expert < start + num_local) & valid_slot
-        local_expert = tl.where(local, expert - start, -1)
+        local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
         tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # unmasked, -1 lands in a bin
     bins = tl.arange(0, NUM_BINS)
     if WRITE_COUNTS:  # a single program owns every counter: store, no atomics, no memset needed
-        tl.store(count_ptr + bins, counts, mask=bins < num_local)
-    else:
+        tl.store(count_ptr + bins, counts, mask=bins < num_local)  # zeros included
+    else:  # one atomic per non-empty bin; relaxed: nobody reads a counter before the kernel ends
         tl.atomic_add(count_ptr + bins, counts, mask=(bins < num_local) & (counts > 0),
                       sem="relaxed")
 
@@ -84,6 +86,14 @@ def check_bins(num_local: int, stage: str) -> None:
         raise ValueError(f"{stage} keeps a histogram of num_local={num_local} bins in "
                          f"registers; it supports at most {MAX_BINS}. Use stage='best', which falls "
                          f"back to per-slot relaxed atomics for that many experts")
+
+
+KERNEL = Kernel(block_histogram_kernel, grid=PERSISTENT, writes=PER_BIN, sem="relaxed",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: BLOCK,
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "WRITE_COUNTS": False},
+                num_warps=lambda block: NUM_WARPS, programs_per_sm=PROGRAMS_PER_SM, check=check_bins)
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=BLOCK, num_warps=NUM_WARPS,

@@ -1,4 +1,4 @@
-"""Stage 7, ``decode``: one program for small batches; counts stored, never accumulated.
+"""``decode``: one program for small batches; counts stored, never accumulated.
 
 At decode time a rank sees a few hundred slots, and every stage so far spends more time on
 launches than on work: ``torch.zeros`` for the counts (a memset kernel), then the kernel, whose
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import triton
 
+from ._kernel import SINGLE, STORES, Kernel
 from ._launch import prepare
 from .block_histogram import block_histogram_kernel, check_bins, num_bins
 
@@ -26,6 +27,14 @@ NUM_WARPS = 8
 def tile_size(num_total: int) -> int:
     """One tile for inputs up to 2048 slots, else tiles of 2048 looped over by the program."""
     return min(2048, max(16, triton.next_power_of_2(num_total)))
+
+
+KERNEL = Kernel(block_histogram_kernel, grid=SINGLE, writes=STORES, sem="",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: tile_size(num_total),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "WRITE_COUNTS": True},
+                num_warps=lambda block: NUM_WARPS, check=check_bins, ir_slots=MAX_SLOTS)
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=NUM_WARPS):

@@ -1,4 +1,4 @@
-"""Stage 2, ``naive``: every slot loaded, remapped, stored and counted one scalar at a time.
+"""``naive``: every slot loaded, remapped, stored and counted one scalar at a time.
 
 What changed from ``row_loop``: the inner ``tl.arange(0, TOPK)`` vector became a loop over
 ``topk`` scalars, so any topk works (6 included). What it cost: each program now runs a serial
@@ -11,6 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TOKENS, Kernel
 from ._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
@@ -22,15 +23,21 @@ def naive_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, topk, start, num_
     pid = tl.program_id(0)
     for i in range(TOKENS_PER_PROGRAM):
         token = pid * TOKENS_PER_PROGRAM + i
-        if token < num_tokens:
-            for k in range(topk):
+        if token < num_tokens:  # the last program's tokens run past the end
+            for k in range(topk):  # a scalar loop: any topk works, one slot at a time
                 slot = token * topk + k
-                expert = tl.load(ids_ptr + slot)
+                expert = tl.load(ids_ptr + slot)  # one scalar load: no coalescing, no vector lanes
                 if (expert >= start) & (expert < start + num_local):
                     tl.store(adjusted_ptr + slot, expert - start)
-                    tl.atomic_add(count_ptr + (expert - start), 1)
-                else:
+                    tl.atomic_add(count_ptr + (expert - start), 1)  # one global atomic per local slot
+                else:  # remote ids and padding both become -1
                     tl.store(adjusted_ptr + slot, -1)
+
+
+KERNEL = Kernel(naive_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_tokens", "topk", "start", "num_local"),
+                block=lambda topk, num_total: TOKENS_PER_PROGRAM * topk,
+                constexprs=lambda block, topk, num_local: {"TOKENS_PER_PROGRAM": block // topk})
 
 
 def run(topk_ids, start, num_local):

@@ -1,4 +1,4 @@
-"""Stage 5, ``relaxed``: ``scalar_atomic`` with ``sem="relaxed"`` atomics.
+"""``relaxed``: ``scalar_atomic`` with ``sem="relaxed"`` atomics.
 
 What changed: one keyword. By default Triton's ``tl.atomic_add`` is ``acq_rel`` at GPU scope: on
 NVIDIA it becomes ``atom.global.gpu.acq_rel.add``, which orders every earlier and later memory access
@@ -14,6 +14,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TILES, Kernel
 from ._launch import prepare
 from .tl_full import block_size
 
@@ -21,13 +22,19 @@ from .tl_full import block_size
 @triton.jit
 def relaxed_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
                    BLOCK: tl.constexpr):
-    slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid_slot = slot < num_total
-    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
+    slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # this program's tile of slots
+    valid_slot = slot < num_total  # the last tile runs past the end
+    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)  # -1 past the end: never local
     local = (expert >= start) & (expert < start + num_local) & valid_slot
-    local_expert = tl.where(local, expert - start, -1)
+    local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
     tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-    tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")
+    tl.atomic_add(count_ptr + local_expert, 1, mask=local, sem="relaxed")  # no ordering: read after the kernel
+
+
+KERNEL = Kernel(relaxed_kernel, grid=TILES, writes=PER_SLOT, sem="relaxed",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: block_size(topk),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block})
 
 
 def launch(topk_ids, adjusted, counts, start, num_local, block=None):

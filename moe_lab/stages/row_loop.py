@@ -1,4 +1,4 @@
-"""Stage 1, ``row_loop``: one program per block of tokens, a vector of ``topk`` ids per token.
+"""``row_loop``: one program per block of tokens, a vector of ``topk`` ids per token.
 
 The first kernel anyone writes: each program walks ``TOKENS_PER_PROGRAM`` tokens; for each token it
 loads that token's ``topk`` ids as one small vector (``tl.arange(0, TOPK)``), remaps them, stores them
@@ -12,10 +12,10 @@ and what the next stages do about it.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TOKENS, Kernel
 from ._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
@@ -32,12 +32,26 @@ def row_loop_kernel(ids_ptr, adjusted_ptr, count_ptr, num_tokens, start, num_loc
     k = tl.arange(0, TOPK)  # needs TOPK to be a power of two
     for i in range(TOKENS_PER_PROGRAM):
         token = pid * TOKENS_PER_PROGRAM + i
-        if token < num_tokens:
-            ids = tl.load(ids_ptr + token * TOPK + k)
+        if token < num_tokens:  # the last program's tokens run past the end
+            ids = tl.load(ids_ptr + token * TOPK + k)  # this token's topk ids as one small vector
             is_local = (ids >= start) & (ids < start + num_local)
-            adjusted = tl.where(is_local, ids - start, -1)
+            adjusted = tl.where(is_local, ids - start, -1)  # remote ids and padding both become -1
             tl.store(adjusted_ptr + token * TOPK + k, adjusted)
-            tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)
+            tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)  # one global atomic per local slot
+
+
+def check_topk(topk: int) -> None:
+    """Refuse a topk that ``tl.arange`` cannot make, before launching."""
+    if topk & (topk - 1):
+        raise NonPowerOfTwoTopkError(f"row_loop cannot run topk={topk}: tl.arange(0, {topk}) needs a power "
+                                     f"of two")
+
+
+KERNEL = Kernel(row_loop_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_tokens", "start", "num_local"),
+                block=lambda topk, num_total: TOKENS_PER_PROGRAM * topk,
+                constexprs=lambda block, topk, num_local: {"TOPK": topk, "TOKENS_PER_PROGRAM": block // topk},
+                check_topk=check_topk)
 
 
 def run(topk_ids, start, num_local):

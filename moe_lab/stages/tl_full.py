@@ -1,4 +1,4 @@
-"""Stage 3, ``tl_full``: flatten the ids, one masked power-of-two block per program.
+"""``tl_full``: flatten the ids, one masked power-of-two block per program.
 
 What changed from ``naive``: the ``[num_tokens, topk]`` ids are treated as one flat array of
 ``num_total = num_tokens * topk`` slots. Each program loads ``BLOCK`` consecutive slots as one vector
@@ -11,7 +11,7 @@ of ones, ``tl.full([BLOCK], 1, tl.int32)``, masked to the local slots.
 failed just as ``row_loop`` did; rounding up to 256 fixes it, since the mask covers the excess.
 
 What it still pays: one global atomic per local slot, all aimed at ``num_local`` counters that sit
-in one or two 128-byte L2 lines. Stage 5 (``block_histogram``) removes that.
+in one or two 128-byte L2 lines. ``block_histogram`` removes that.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._kernel import PER_SLOT, TILES, Kernel
 from ._launch import prepare
 
 
@@ -31,13 +32,19 @@ def block_size(topk: int) -> int:
 def tl_full_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
                    BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    in_bounds = offs < num_total
-    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)  # flat slots: any topk, BLOCK a power of two
+    in_bounds = offs < num_total  # the last block runs past the end
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)  # -1 past the end: never local
     is_local = (ids >= start) & (ids < start + num_local) & in_bounds
-    adjusted = tl.where(is_local, ids - start, -1)
+    adjusted = tl.where(is_local, ids - start, -1)  # remote ids and padding both become -1
     tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
-    tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)
+    tl.atomic_add(count_ptr + adjusted, tl.full([BLOCK], 1, tl.int32), mask=is_local)  # an atomic per local slot
+
+
+KERNEL = Kernel(tl_full_kernel, grid=TILES, writes=PER_SLOT, sem="acq_rel",
+                args=("ids", "adjusted", "counts", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: block_size(topk),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block})
 
 
 def run(topk_ids, start, num_local):

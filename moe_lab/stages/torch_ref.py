@@ -1,4 +1,4 @@
-"""Stage 0, ``torch``: the reference, in plain PyTorch (no Triton).
+"""``torch``: the reference, in plain PyTorch (no Triton).
 
 This is the contract every kernel is checked against:
 

@@ -1,0 +1,440 @@
+"""Stress ``best`` and ``one_launch`` the ways callers really use them, and re-time ``best`` (GPU).
+
+    python tools/stress.py --out $OUT            # everything (written to finish within 8 minutes)
+    python tools/stress.py --out $OUT --trials 50 --rounds 1   # a quick smoke run
+
+Correctness, each trial on fresh random ids with poisoned outputs, checked bit-exact against
+``verify.reference``, at 8M slots, at a mid size (64K slots: ``one_launch``) and at a decode size
+(256 tokens x top-8: ``decode`` for ``best``, ``one_launch`` for ``one_launch``):
+
+* ``two_streams``: two calls on two streams released at the same instant (both wait on one event
+  queued behind a GPU sleep, so they really overlap);
+* ``two_threads_own_streams`` / ``two_threads_one_stream``: two Python threads calling at once,
+  each on its own stream, or both on one shared stream;
+* ``two_graphs``: two CUDA graphs, each a captured call on its own static buffers, replayed at the
+  same instant on two streams;
+* ``interrupted``: a loop of launches stopped by a KeyboardInterrupt at a random moment (raised in
+  the main thread by a timer, as Ctrl-C would), then a checked call.
+
+The control, stage ``old_shared_scratch``: ``one_launch`` with one scratch per device shared by every
+call (the design before per-stream scratches, copied here only), under ``two_streams`` and
+``two_graphs``: its wrong results show that the tool does catch the race. Exits 1 if any stage other
+than the control gives a wrong result.
+
+Re-timing, in the same run: ``best``, ``old_best`` (``best`` on the old shared scratch) and
+``scalar_atomic`` (rtp-llm's kernel with its memset) with ``triton.testing.do_bench`` (eager) and
+``do_bench_cudagraph`` (graph), median and 20th/80th percentiles, on the deepseek-v3 preset at EP 8
+from 1 to 1M tokens, in ``--rounds`` rounds with the order of the stages rotated each round.
+
+Writes ``$OUT/stress_<date>.csv`` and ``$OUT/retime_<date>.csv`` and prints a short table last.
+"""
+
+from __future__ import annotations
+
+import _thread
+import argparse
+import csv
+import datetime as _dt
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:  # run as `python tools/stress.py` from a checkout: import this checkout's moe_lab
+    sys.path.insert(0, ROOT)
+
+SIZES = {"8M": (1 << 20, 8), "mid": (8192, 8), "decode": (256, 8)}  # (tokens, topk)
+NUM_EXPERTS, NUM_LOCAL = 256, 32  # deepseek-v3 at EP 8: ids in [-1, 256), 32 local experts per rank
+STAGES = ("best", "one_launch")
+CONTROL = "old_shared_scratch"
+TESTS = ("two_streams", "two_threads_own_streams", "two_threads_one_stream", "two_graphs", "interrupted")
+CONTROL_TESTS = ("two_streams", "two_graphs")
+RETIME_TOKENS = (1, 16, 256, 1024, 4096, 16384, 65536, 262144, 1 << 20)
+RETIME_STAGES = ("best", "old_best", "scalar_atomic")
+POISON = -7
+STRESS_COLUMNS = ["test", "stage", "size", "slots", "trials", "wrong", "card", "driver", "torch", "triton",
+                  "python", "date"]
+RETIME_COLUMNS = ["stage", "mode", "round", "tokens", "slots", "median_us", "p20_us", "p80_us", "card",
+                  "driver", "torch", "triton", "python", "date"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.environ.get("OUT"),
+                        help="folder for the CSVs (default: $OUT)")
+    parser.add_argument("--trials", type=int, default=1000, help="trials per test at 8M and decode sizes")
+    parser.add_argument("--mid-trials", type=int, default=None, help="trials at the mid size (default: --trials)")
+    parser.add_argument("--rounds", type=int, default=3, help="re-timing rounds (0: no re-timing)")
+    parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {', '.join(SIZES)}")
+    args = parser.parse_args(argv)
+    if not args.out:
+        parser.error("--out is required (or set $OUT): the folder the CSVs are written to")
+    if args.trials < 1:
+        parser.error(f"--trials must be >= 1, got {args.trials}")
+    if args.mid_trials is None:
+        args.mid_trials = args.trials
+    if args.mid_trials < 1:
+        parser.error(f"--mid-trials must be >= 1, got {args.mid_trials}")
+    if args.rounds < 0:
+        parser.error(f"--rounds must be >= 0, got {args.rounds}")
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        parser.error(f"--sizes: unknown size(s) {unknown or sizes}; choose from {', '.join(SIZES)}")
+    args.sizes = sizes
+    return args
+
+
+def require_gpu() -> None:
+    """Exit with a clear message where there is no CUDA GPU (or kernels run in the interpreter)."""
+    import moe_lab
+
+    if not torch.cuda.is_available() or moe_lab.backend.INTERPRETER:
+        raise SystemExit("tools/stress.py needs a GPU: it races CUDA streams, threads and graphs "
+                         "against each other and times kernels; run it on a machine with a CUDA GPU")
+
+
+def provenance() -> dict:
+    import triton
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        driver = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        driver = "unknown"
+    return {"card": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
+            "triton": triton.__version__, "python": platform.python_version(),
+            "date": _dt.datetime.now(_dt.timezone.utc).date().isoformat()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The calls under test: (ids, start, num_local, adjusted, counts) -> writes adjusted and counts
+
+_OLD_SCRATCH: dict[str, torch.Tensor] = {}
+
+
+def old_scratch(device: torch.device) -> torch.Tensor:
+    """The design this tool guards against: one scratch per device, shared by every call."""
+    from moe_lab.stages import one_launch
+
+    key = str(device)
+    if key not in _OLD_SCRATCH:
+        _OLD_SCRATCH[key] = torch.zeros(one_launch.SCRATCH_SIZE, dtype=torch.int32, device=device)
+    return _OLD_SCRATCH[key]
+
+
+def call_for(stage: str):
+    from moe_lab.stages import best, one_launch
+
+    if stage == "best":
+        return lambda ids, s, n, a, c: best.run(ids, s, n, adjusted_out=a, expert_count_out=c)
+    if stage == "one_launch":
+        return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n)
+    if stage == CONTROL:
+        return lambda ids, s, n, a, c: one_launch.launch(ids, a, c, s, n,
+                                                         scratch_buffer=old_scratch(ids.device))
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def old_best(topk_ids, start, num_local):
+    """``best`` as it was: the same dispatch, ``one_launch`` on the one shared scratch per device."""
+    from moe_lab.stages import _launch, best, decode, one_launch, relaxed
+
+    start, num_local, adjusted, counts = _launch.prepare(topk_ids, start, num_local, stage="best",
+                                                         zero_counts=False)
+    kind = best.choose(topk_ids.numel(), num_local)
+    if kind == "decode":
+        decode.launch(topk_ids, adjusted, counts, start, num_local)
+    elif kind == "one_launch":
+        one_launch.launch(topk_ids, adjusted, counts, start, num_local,
+                          scratch_buffer=old_scratch(topk_ids.device))
+    else:
+        counts.zero_()
+        relaxed.launch(topk_ids, adjusted, counts, start, num_local)
+    return adjusted, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# One checked job: fresh ids, poisoned outputs, a call, a bit-exact comparison
+
+
+class Job:
+    """Static buffers for one caller: ids, poisoned outputs, and the check against the reference."""
+
+    def __init__(self, shape, seed: int):
+        self.gen = torch.Generator(device="cuda").manual_seed(seed)
+        self.ids = torch.empty(shape, dtype=torch.int32, device="cuda")
+        self.adjusted = torch.empty_like(self.ids)
+        self.counts = torch.empty(NUM_LOCAL, dtype=torch.int32, device="cuda")
+        self.start = 0
+
+    def refresh(self, start: int | None = None) -> None:
+        """New random ids (with -1 padding and remote ids) and poisoned outputs, on the current stream."""
+        torch.randint(-1, NUM_EXPERTS, self.ids.shape, generator=self.gen, out=self.ids)
+        self.adjusted.fill_(POISON)
+        self.counts.fill_(POISON)
+        if start is not None:
+            self.start = start
+
+    def run(self, call) -> None:
+        call(self.ids, self.start, NUM_LOCAL, self.adjusted, self.counts)
+
+    def wrong(self) -> bool:
+        from moe_lab import verify
+
+        want_ids, want_counts = verify.reference(self.ids, self.start, NUM_LOCAL)
+        return not (torch.equal(self.adjusted, want_ids) and torch.equal(self.counts, want_counts))
+
+
+def _gate(streams) -> None:
+    """Hold ``streams`` behind a short GPU sleep, so work queued on them next starts together."""
+    torch.cuda._sleep(200_000)  # about 0.1 ms: time for the CPU to queue every call behind it
+    here = torch.cuda.current_stream()
+    for s in streams:
+        s.wait_stream(here)
+
+
+def _starts(trial: int) -> tuple[int, int]:
+    return NUM_LOCAL * (trial % 8), NUM_LOCAL * ((trial + 3) % 8)
+
+
+def test_two_streams(stage, shape, trials) -> int:
+    call, jobs = call_for(stage), [Job(shape, 1), Job(shape, 2)]
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    wrong = 0
+    for trial in range(trials):
+        for job, start in zip(jobs, _starts(trial)):
+            job.refresh(start)
+        _gate(streams)
+        for job, stream in zip(jobs, streams):
+            with torch.cuda.stream(stream):
+                job.run(call)
+        for stream in streams:
+            torch.cuda.current_stream().wait_stream(stream)
+        wrong += sum(job.wrong() for job in jobs)
+    return wrong
+
+
+def _threads(stage, shape, trials, shared: bool) -> int:
+    call = call_for(stage)
+    one = torch.cuda.Stream()
+    barrier, wrong, errors = threading.Barrier(2), [0, 0], []
+
+    def body(t):
+        try:
+            job, stream = Job(shape, 10 + t), one if shared else torch.cuda.Stream()
+            with torch.cuda.stream(stream):
+                for trial in range(trials):
+                    job.refresh(_starts(trial)[t])
+                    barrier.wait()  # both threads launch at about the same time
+                    job.run(call)
+                    wrong[t] += job.wrong()  # on this thread's stream, after its own call
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+            barrier.abort()
+
+    threads = [threading.Thread(target=body, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(wrong)
+
+
+def test_two_threads_own_streams(stage, shape, trials) -> int:
+    return _threads(stage, shape, trials, shared=False)
+
+
+def test_two_threads_one_stream(stage, shape, trials) -> int:
+    return _threads(stage, shape, trials, shared=True)
+
+
+def test_two_graphs(stage, shape, trials) -> int:
+    call, jobs = call_for(stage), [Job(shape, 21), Job(shape, 22)]
+    for job, start in zip(jobs, _starts(0)):
+        job.refresh(start)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: compile, and let eager calls fill the scratch pool
+        for job in jobs:
+            job.run(call)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graphs = []
+    for job in jobs:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            job.run(call)
+        graphs.append(graph)
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    wrong = 0
+    for _ in range(trials):
+        for job in jobs:
+            job.refresh()  # the start is baked into each graph
+        _gate(streams)
+        for graph, stream in zip(graphs, streams):
+            with torch.cuda.stream(stream):
+                graph.replay()
+        for stream in streams:
+            torch.cuda.current_stream().wait_stream(stream)
+        wrong += sum(job.wrong() for job in jobs)
+    return wrong
+
+
+def test_interrupted(stage, shape, trials) -> int:
+    call, loop_job, job = call_for(stage), Job(shape, 31), Job(shape, 32)
+    loop_job.refresh(0)
+    rng = random.Random(0)
+    wrong = 0
+    # a shell that starts us in the background ignores SIGINT; put Python's own handler back for the test
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for trial in range(trials):
+            wrong += _interrupted_trial(call, loop_job, job, rng, trial)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    return wrong
+
+
+def _interrupted_trial(call, loop_job, job, rng, trial) -> int:
+    """Launch in a loop until a timer interrupts the main thread, then one checked call."""
+    timer = threading.Timer(rng.uniform(0.0002, 0.003), _thread.interrupt_main)
+    try:
+        timer.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            loop_job.run(call)
+        raise RuntimeError("the timer's KeyboardInterrupt never came")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        timer.cancel()
+    torch.cuda.synchronize()
+    job.refresh(_starts(trial)[0])
+    job.run(call)
+    return int(job.wrong())
+
+
+TEST_FUNCTIONS = {"two_streams": test_two_streams, "two_threads_own_streams": test_two_threads_own_streams,
+                  "two_threads_one_stream": test_two_threads_one_stream, "two_graphs": test_two_graphs,
+                  "interrupted": test_interrupted}
+
+
+def stress(args, prov) -> list[dict]:
+    rows = []
+    for size in args.sizes:
+        shape = SIZES[size]
+        trials = args.mid_trials if size == "mid" else args.trials
+        plan = [(test, stage) for stage in STAGES for test in TESTS] + [(t, CONTROL) for t in CONTROL_TESTS]
+        for test, stage in plan:
+            began = time.monotonic()
+            wrong = TEST_FUNCTIONS[test](stage, shape, trials)
+            rows.append({"test": test, "stage": stage, "size": size, "slots": shape[0] * shape[1],
+                         "trials": trials, "wrong": wrong, **prov})
+            print(f"{test:24s} {stage:19s} {size:6s} trials={trials:5d} wrong={wrong:4d} "
+                  f"({time.monotonic() - began:5.1f} s)", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-timing
+
+
+def retime(args, prov) -> list[dict]:
+    from triton.testing import do_bench, do_bench_cudagraph
+
+    from moe_lab import routing
+    from moe_lab.stages import best, scalar_atomic
+
+    case = routing.case("deepseek-v3", max(RETIME_TOKENS), ep_size=8, rank=3, seed=0)
+    all_ids, start, num_local = case.args()
+    all_ids = all_ids.cuda()
+    fns = {"best": best.run, "old_best": old_best, "scalar_atomic": scalar_atomic.run}
+    rows = []
+    for rnd in range(args.rounds):
+        order = RETIME_STAGES[rnd % len(RETIME_STAGES):] + RETIME_STAGES[:rnd % len(RETIME_STAGES)]
+        for tokens in RETIME_TOKENS:
+            ids = all_ids[:tokens].contiguous()
+            for name in order:
+                def fn(f=fns[name]):
+                    return f(ids, start, num_local)
+                fn()
+                torch.cuda.synchronize()
+                for mode in ("eager", "graph"):
+                    if mode == "eager":
+                        q = do_bench(fn, quantiles=[0.5, 0.2, 0.8])
+                    else:  # do_bench_cudagraph captures and replays on a side stream of its own
+                        q = do_bench_cudagraph(fn, quantiles=[0.5, 0.2, 0.8])
+                    rows.append({"stage": name, "mode": mode, "round": rnd, "tokens": tokens,
+                                 "slots": ids.numel(), "median_us": round(q[0] * 1e3, 3),
+                                 "p20_us": round(q[1] * 1e3, 3), "p80_us": round(q[2] * 1e3, 3), **prov})
+        print(f"re-timing round {rnd + 1}/{args.rounds} done", flush=True)
+    return rows
+
+
+def write_csv(path, columns, rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def table(stress_rows, retime_rows) -> str:
+    lines = ["", "stress: wrong results / trials (control: the old shared scratch, expected to be wrong)"]
+    for r in stress_rows:
+        tag = "  (control)" if r["stage"] == CONTROL else ""
+        lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / {r['trials']}{tag}")
+    if retime_rows:
+        lines.append("re-timing: median us over rounds (min of the round medians), deepseek-v3 EP 8")
+        lines.append(f"  {'tokens':>8s} {'mode':6s} " + " ".join(f"{s:>13s}" for s in RETIME_STAGES)
+                     + "  best/old_best")
+        for tokens in RETIME_TOKENS:
+            for mode in ("eager", "graph"):
+                best_of = {s: min((r["median_us"] for r in retime_rows if r["stage"] == s
+                                   and r["mode"] == mode and r["tokens"] == tokens), default=float("nan"))
+                           for s in RETIME_STAGES}
+                ratio = best_of["best"] / best_of["old_best"] if best_of["old_best"] else float("nan")
+                lines.append(f"  {tokens:8d} {mode:6s} " + " ".join(f"{best_of[s]:13.2f}" for s in RETIME_STAGES)
+                             + f"  {ratio:13.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    require_gpu()
+    import moe_lab  # noqa: F401  (chooses the backend before the stages import triton)
+    from moe_lab.stages import one_launch
+
+    os.makedirs(args.out, exist_ok=True)
+    prov = provenance()
+    began = time.monotonic()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d_%H%M%S")
+    print(f"{prov['card']}, driver {prov['driver']}, torch {prov['torch']}, triton {prov['triton']}; "
+          f"graphs told apart by capture id: {one_launch.capture_ids_available()}", flush=True)
+    stress_rows = stress(args, prov)
+    write_csv(os.path.join(args.out, f"stress_{stamp}.csv"), STRESS_COLUMNS, stress_rows)
+    retime_rows = retime(args, prov) if args.rounds else []
+    if retime_rows:
+        write_csv(os.path.join(args.out, f"retime_{stamp}.csv"), RETIME_COLUMNS, retime_rows)
+    print(table(stress_rows, retime_rows))
+    failed = [r for r in stress_rows if r["stage"] != CONTROL and r["wrong"]]
+    control = [r for r in stress_rows if r["stage"] == CONTROL]
+    print(f"\n{len(failed)} failing test(s); control wrong in "
+          f"{sum(1 for r in control if r['wrong'])} of {len(control)} runs; {time.monotonic() - began:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
