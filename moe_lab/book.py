@@ -4,7 +4,10 @@
     python -m moe_lab.book --out /tmp/b notebooks/02_first_kernels.ipynb
 
 Each notebook is executed from scratch by a fresh kernel (nbclient), in a copy: the notebooks in
-``notebooks/`` are never modified. The kernel starts in the notebook's own folder, as in JupyterLab.
+``notebooks/`` are never modified. The book is built in a temporary folder that replaces ``--out`` only
+when complete, and ``--out`` is refused (exit status 2) when it is, holds or sits inside the notebooks'
+folder, or holds files this tool did not write (:mod:`moe_lab.generated`). The kernel starts in the
+notebook's own folder, as in JupyterLab.
 The executed copy (``.ipynb``) and its HTML (nbconvert) land in ``--out``, with an ``index.html``
 linking them. Without a GPU the kernels run in Triton's interpreter and performance plots use the
 recorded GPU results; with one, the notebooks measure live. Exit status 1 if any notebook failed;
@@ -19,6 +22,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from . import generated
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -85,6 +90,13 @@ def main(argv=None) -> int:
     if missing:
         print(f"not found: {', '.join(missing)}", file=sys.stderr)
         return 1
+    sources = {p.resolve().parent for p in paths} | {NOTEBOOKS.resolve()}
+    try:
+        for src in sorted(sources):
+            generated.check_target(args.out, src, kind="book")
+    except generated.RefusedOutput as err:
+        print(f"moe_lab.book: {err}", file=sys.stderr)
+        return 2
     os.environ.setdefault("MOE_LAB_QUIET", "1")   # the kernel inherits these
     os.environ.setdefault("TQDM_DISABLE", "1")
     # The kernel imports this checkout's moe_lab even where the package is not installed.
@@ -92,18 +104,24 @@ def main(argv=None) -> int:
     paths_env = os.environ.get("PYTHONPATH", "")
     if root not in paths_env.split(os.pathsep):
         os.environ["PYTHONPATH"] = root + (os.pathsep + paths_env if paths_env else "")
-    args.out.mkdir(parents=True, exist_ok=True)
-
     built = []
-    for path in paths:
-        print(f"executing {path} ...", flush=True)
-        b = build_one(path.resolve(), args.out, timeout=args.timeout, kernel_name=args.kernel)
-        built.append(b)
-        state = "FAILED" if b["error"] else "ok"
-        print(f"  {state} in {b['seconds']:.1f} s -> {b['html']}", flush=True)
-        if b["error"]:
-            print("\n".join("    " + line for line in b["error"].splitlines()[-25:]), file=sys.stderr)
-    index = write_index(built, args.out)
+    try:
+        with generated.replacing(args.out, sorted(sources)[0], kind="book") as tmp:
+            for src in sorted(sources):
+                generated.check_target(args.out, src, kind="book")
+            for path in paths:
+                print(f"executing {path} ...", flush=True)
+                b = build_one(path.resolve(), tmp, timeout=args.timeout, kernel_name=args.kernel)
+                built.append(b)
+                state = "FAILED" if b["error"] else "ok"
+                print(f"  {state} in {b['seconds']:.1f} s -> {args.out / b['html'].name}", flush=True)
+                if b["error"]:
+                    print("\n".join("    " + line for line in b["error"].splitlines()[-25:]), file=sys.stderr)
+            write_index(built, tmp)
+    except generated.RefusedOutput as err:
+        print(f"moe_lab.book: {err}", file=sys.stderr)
+        return 2
+    index = args.out / "index.html"
     failed = [b["name"] for b in built if b["error"]]
     print(f"book written: {index.resolve()}"
           + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""))

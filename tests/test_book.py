@@ -15,7 +15,8 @@ from moe_lab import book
 
 def needs_nbconvert():
     """The book renders HTML with nbconvert, an optional tool (the GPU machine's environment lacks it)."""
-    pytest.importorskip("nbconvert", reason="moe_lab.book renders HTML with nbconvert, which is not installed")
+    pytest.importorskip("nbconvert",
+                        reason="moe_lab.book renders HTML with nbconvert, which is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +33,7 @@ def restore_environment():
 
 
 def tiny(path, code):
+    path.parent.mkdir(parents=True, exist_ok=True)
     nb = new_notebook(cells=[new_markdown_cell("# A tiny notebook\nfor the book test"),
                              new_code_cell(code)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -41,23 +43,26 @@ def tiny(path, code):
 
 def test_book_executes_a_copy_and_renders_html(tmp_path, capsys):
     needs_nbconvert()
-    src = tiny(tmp_path / "01_tiny.ipynb",
+    src = tiny(tmp_path / "nb" / "01_tiny.ipynb",
                "import os, moe_lab\nprint('answer', 6 * 7, os.path.basename(os.getcwd()))")
     out = tmp_path / "out"
     assert book.main(["--out", str(out), str(src)]) == 0
     page = (out / "01_tiny.html").read_text()
-    assert "answer 42 " + tmp_path.name in page  # ran, in the notebook's own folder
+    assert "answer 42 nb" in page  # ran, in the notebook's own folder
     assert "A tiny notebook" in (out / "index.html").read_text()
     executed = nbformat.read(out / "01_tiny.ipynb", as_version=4)
     assert executed.cells[1].outputs, "the copy holds the outputs"
     assert not nbformat.read(src, as_version=4).cells[1].get("outputs"), "the source is untouched"
     assert str(out / "01_tiny.html") in capsys.readouterr().out
+    # built again into its own folder: replaced as a whole
+    assert book.main(["--out", str(out), str(src)]) == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
 
 
 def test_book_reports_a_failing_notebook_and_still_builds_the_rest(tmp_path, capsys):
     needs_nbconvert()
-    bad = tiny(tmp_path / "02_bad.ipynb", "raise RuntimeError('planted failure')")
-    good = tiny(tmp_path / "03_good.ipynb", "print('fine')")
+    bad = tiny(tmp_path / "nb" / "02_bad.ipynb", "raise RuntimeError('planted failure')")
+    good = tiny(tmp_path / "nb" / "03_good.ipynb", "print('fine')")
     out = tmp_path / "out"
     assert book.main(["--out", str(out), str(bad), str(good)]) == 1
     captured = capsys.readouterr()

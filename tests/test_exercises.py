@@ -1,7 +1,7 @@
 """The exercise checkers (moe_lab.exercises) catch every planted mistake and pass every solution.
 
 The kernels live in tests/exercise_kernels.py: one solution per exercise and, for each classic mistake,
-a copy of the solution with that one mistake planted. Each test reads what ``check`` printed.
+a copy of the solution with that one mistake planted. Each test reads the report ``check`` returned.
 """
 
 from __future__ import annotations
@@ -12,21 +12,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import exercise_kernels as K
 import pytest
 import torch
 import triton
 import triton.language as tl
 
-import exercise_kernels as K
 import moe_lab
 from moe_lab import exercises, interp, verify
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _check(capsys, name, solution) -> tuple[bool, str]:
-    ok = exercises.check(name, solution)
-    return ok, capsys.readouterr().out
+def _check(capsys, name, solution, **kw) -> tuple[bool, str]:
+    result = exercises.check(name, solution, **kw)
+    assert isinstance(result, exercises.CheckResult)
+    assert capsys.readouterr().out == ""  # nothing printed: the result object is the report
+    return bool(result), result.text + "\n"
 
 
 @pytest.mark.parametrize("name", list(K.SOLUTIONS))
@@ -61,7 +63,8 @@ def test_planted_mistake_is_caught_with_its_hint(capsys, exercise, mistake, plan
 
 
 def test_every_exercise_in_the_spec_has_solution_stub_and_mistakes():
-    assert list(exercises.EXERCISES) == ["naive", "block_size", "masked_block", "block_histogram"]
+    assert list(exercises.EXERCISES) == ["naive", "debug", "block_size", "masked_block", "relaxed",
+                                         "block_histogram", "decode", "ticket"]
     planted = {m[0] for m in K.MISTAKES}
     assert planted == set(exercises.EXERCISES)
     for ex in exercises.EXERCISES.values():
@@ -70,8 +73,10 @@ def test_every_exercise_in_the_spec_has_solution_stub_and_mistakes():
         assert ex.hints and all(isinstance(v, str) and v for v in ex.hints.values())
     # the spec's symptom -> hint wording, which the notebooks and the guide quote
     table = exercises.EXERCISES["masked_block"].hints
-    assert "padded slots loaded as 0? use other=-1 or mask the atomic with the in-bounds mask" in table.values()
-    assert exercises.EXERCISES["block_histogram"].hint("histogram_unmasked").startswith("tl.histogram needs mask=")
+    padded = "padded slots loaded as 0? use other=-1 or mask the atomic with the in-bounds mask"
+    assert padded in table.values()
+    unmasked = exercises.EXERCISES["block_histogram"].hint("histogram_unmasked")
+    assert unmasked.startswith("tl.histogram needs mask=")
 
 
 def test_the_spec_mistakes_are_all_planted():
@@ -168,7 +173,7 @@ def test_wrong_objects_are_reported_not_raised(capsys):
 
 
 def test_unknown_exercise_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="name must be one of 'naive', 'block_size'"):
+    with pytest.raises(ValueError, match="name must be one of 'naive', 'debug', 'block_size'"):
         exercises.check("nave", K.naive_solution)
 
 
@@ -184,11 +189,16 @@ def test_checker_on_compiled_kernel_objects_without_gpu(tmp_path):
         "from triton.runtime.jit import JITFunction\n"
         "from moe_lab import exercises\n"
         "assert isinstance(K.masked_block_solution, JITFunction)\n"
-        "assert exercises.check('masked_block', K.masked_block_solution)\n"
-        "assert exercises.check('block_size', K.block_size_solution)\n"
-        "assert not exercises.check('masked_block', K.masked_block_other_zero)\n"
-        "assert not exercises.check('block_histogram', K.block_histogram_no_hist_mask)\n"
-        "assert not exercises.check('masked_block', K.masked_block_stub)\n"
+        "for name, obj, want in [('masked_block', K.masked_block_solution, True),\n"
+        "                        ('block_size', K.block_size_solution, True),\n"
+        "                        ('ticket', K.ticket_solution, True),\n"
+        "                        ('masked_block', K.masked_block_other_zero, False),\n"
+        "                        ('block_histogram', K.block_histogram_no_hist_mask, False),\n"
+        "                        ('masked_block', K.masked_block_load_store_counts, False),\n"
+        "                        ('masked_block', K.masked_block_stub, False)]:\n"
+        "    result = exercises.check(name, obj)\n"
+        "    print(result)\n"
+        "    assert bool(result) is want, name\n"
     )
     env = dict(os.environ, TRITON_INTERPRET="0", MOE_LAB_QUIET="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
@@ -196,6 +206,7 @@ def test_checker_on_compiled_kernel_objects_without_gpu(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "padded slots loaded as 0?" in proc.stdout and "tl.histogram needs mask=" in proc.stdout
+    assert "use an atomic" in proc.stdout
     assert "not done yet" in proc.stdout
 
 
@@ -209,3 +220,23 @@ def test_gpu_checks(capsys):
     for exercise, mistake, planted, hint in K.MISTAKES:
         ok, out = _check(capsys, exercise, planted)
         assert not ok and hint in out, f"{exercise}: {mistake}\n{out}"
+
+
+def _toy_runner(ex, obj, hint_level):
+    from moe_lab.exercises.report import say
+
+    say(f"{ex.name}: obj({3}) = {obj(3)}")
+    return obj(3) == 9
+
+
+def test_an_exercise_with_its_own_runner_is_one_catalogue_entry(monkeypatch):
+    """Another module adds an exercise with one entry: its runner reports through say()."""
+    from dataclasses import replace
+
+    toy = replace(exercises.EXERCISES["block_size"], name="square", notebook="10",
+                  runner=f"{__name__}:_toy_runner", answer=f"{__name__}:_toy_runner")
+    monkeypatch.setitem(exercises.EXERCISES, "square", toy)
+    assert exercises.check("square", lambda x: x * x)
+    result = exercises.check("square", lambda x: x + 1)
+    assert not result and "square: obj(3) = 4" in result.text
+    assert "_toy_runner" in str(exercises.solution("square"))

@@ -62,16 +62,17 @@ def _fixture_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("import triton\nimport triton.language as tl\nimport moe_lab\n"
                                   "from moe_lab import exercises"),
         nbformat.v4.new_code_cell(KERNEL_CELL),
-        nbformat.v4.new_code_cell('ok_block = exercises.check("masked_block", masked_block_kernel)',
+        nbformat.v4.new_code_cell('ok_block = exercises.check("masked_block", masked_block_kernel)\nok_block',
                                   metadata={"tags": ["nbval-check-output"]}),
         nbformat.v4.new_code_cell(FUNCTION_CELL),
-        nbformat.v4.new_code_cell('ok_size = exercises.check("block_size", block_size)',
+        nbformat.v4.new_code_cell('ok_size = exercises.check("block_size", block_size)\nok_size',
                                   metadata={"tags": ["nbval-check-output", "keep-me"]}),
-        nbformat.v4.new_code_cell('print("reached the end", ok_block, ok_size)',
+        nbformat.v4.new_code_cell('print("reached the end", bool(ok_block), bool(ok_size))',
                                   metadata={"tags": ["nbval-check-output"]}),
     ]
     # a stored output and count, as in an executed solution notebook
-    nb.cells[6].outputs = [nbformat.v4.new_output("stream", name="stdout", text="reached the end True True\n")]
+    nb.cells[6].outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                  text="reached the end True True\n")]
     nb.cells[6].execution_count = 7
     return nb
 
@@ -186,10 +187,12 @@ def test_a_solution_repeated_outside_its_markers_is_refused(tmp_path):
 
 def test_refuses_to_overwrite_the_solutions(tmp_path):
     nbformat.write(_fixture_notebook(), tmp_path / "a.ipynb")
-    with pytest.raises(ValueError, match="out_dir must differ from src_dir"):
+    before = (tmp_path / "a.ipynb").read_bytes()
+    with pytest.raises(ValueError, match="would overwrite the source notebooks"):
         student.make_student_edition(tmp_path, tmp_path)
     with pytest.raises(ValueError, match="src_dir"):
         student.make_student_edition(tmp_path / "missing", tmp_path / "out")
+    assert (tmp_path / "a.ipynb").read_bytes() == before
 
 
 # ---------------------------------------------------------------------------------------- notebook

@@ -33,9 +33,11 @@ examples, progress, predictions), :mod:`.answers` (the shipped answers).
 
 from __future__ import annotations
 
-from . import learn
+from .. import interp
+from . import learn, sandbox
 from .address import GUARD
 from .catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
+from .diagnose import error_line
 from .learn import example, hint, predict, progress, reveal, solution
 from .report import CheckResult, collecting, say, say_level
 from .runners import CASE_GROUPS, check_block_size, check_kernel
@@ -68,6 +70,8 @@ def _run(ex: Exercise, obj, level: int) -> str:
     if is_stub(obj):
         say(f"{name}: not done yet: {ex.todo}.")
         return "NOT DONE"
+    if ex.runner:
+        return _run_own(ex, obj, level)
     if not ex.is_kernel:
         return "PASS" if check_block_size(ex, obj, level) else "FAIL"
     problem = not_a_kernel(obj)
@@ -86,7 +90,8 @@ def _run(ex: Exercise, obj, level: int) -> str:
     if host:
         refusals.append(("host_help", f"the kernel carries {host}"))
     if refusals:
-        say(f"{name}: not run")
+        say(f"{name}: read before running")
+        say("  FAIL  the kernel as given (not run)")
         for key, detail in refusals:
             say(f"    found: {detail}")
         for key, _ in refusals:
@@ -95,6 +100,37 @@ def _run(ex: Exercise, obj, level: int) -> str:
             say_level(ex, level)
         return "FAIL"
     return "PASS" if check_kernel(ex, obj, level) else "FAIL"
+
+
+def _run_own(ex: Exercise, obj, level: int) -> str:
+    """An exercise with its own checker (``Exercise.runner``): the common refusals, then its runner."""
+    import importlib
+
+    if interp.is_kernel(obj) or ex.params:
+        problem = not_a_kernel(obj) if ex.params else ""
+        wrong = signature_problem(ex, obj) if ex.params and not problem else ""
+        helpers = python_helpers(obj) if interp.is_kernel(obj) else []
+        host = host_help(obj)
+        found = [d for d in (problem, wrong and f"parameters: {wrong}; expected {ex.signature}",
+                             helpers and f"calls plain Python function(s) {', '.join(helpers)}",
+                             host and f"the kernel carries {host}") if d]
+        if found:
+            say(f"{ex.name}: read before running")
+            say("  FAIL  the kernel as given (not run)")
+            for detail in found:
+                say(f"    found: {detail}")
+            return "FAIL"
+    module, _, function = ex.runner.partition(":")
+    runner = getattr(importlib.import_module(module), function)
+    try:
+        ok = sandbox.call(runner, ex, obj, level, budget_s=6 * sandbox.BUDGET_S)
+    except sandbox.OutOfTime:
+        say(f"  FAIL  did not finish: check your loop bounds ({sandbox.BUDGET_S:g} s budget)")
+        return "FAIL"
+    except Exception as err:
+        say(f"  FAIL  raised {error_line(err)}")
+        return "FAIL"
+    return "PASS" if ok else "FAIL"
 
 
 def debug_kernel():

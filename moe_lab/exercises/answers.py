@@ -101,8 +101,15 @@ def buggy_kernel():
 
 def answer(name: str):
     """The object whose source answers exercise ``name``."""
-    from ..stages import naive, relaxed, tl_full
+    import importlib
 
+    from ..stages import naive, relaxed, tl_full
+    from .catalogue import EXERCISES
+
+    own = EXERCISES[name].answer if name in EXERCISES else ""
+    if own:  # an exercise with its own module names its answer
+        module, _, attribute = own.partition(":")
+        return getattr(importlib.import_module(module), attribute)
     return {
         "naive": naive.naive_kernel,
         "debug": debug_answer,

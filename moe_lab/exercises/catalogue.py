@@ -147,6 +147,12 @@ class Exercise:
     """Library kernels whose source answers the exercise (shown only after its check cell)."""
     answer_formulas: tuple[str, ...] = ()
     """Formulas that answer it (compared without spaces)."""
+    runner: str = ""
+    """``"module:function"`` of an exercise with its own checker, called as ``function(exercise, obj,
+    hint_level) -> bool`` and reporting through :func:`moe_lab.exercises.report.say` (the stub, the
+    signature, helper and host-help checks run first). Empty: the built-in runners."""
+    answer: str = ""
+    """``"module:attribute"`` of the shipped answer of such an exercise (see :func:`.answers.answer`)."""
 
     @property
     def signature(self) -> str:

@@ -1,4 +1,4 @@
-"""Diagnosis: from what happened in a launch (error, addresses, values, counter usage) to the likely mistake."""
+"""Diagnosis: from what happened in a launch (error, addresses, values, counters) to the likely mistake."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str
     got, want = run.adjusted, run.want_adjusted
     if not torch.equal(got, want):
         bad = (got != want)
-        g, w, x = got[bad], want[bad], ids[bad]
+        g, x = got[bad], ids[bad]
         if bool((g == verify.POISON).any()):
             out.append(("poison_left", ""))
         local = (x >= start) & (x < start + n)
@@ -168,7 +168,8 @@ def diagnose(ex: Exercise, run: Run) -> list[tuple[str, str]]:
         if name == "topk_ids":
             found.append(("wrote_input", "topk_ids changed"))
         elif name == "adjusted":
-            found.append(("store_out_of_bounds", f"wrote adjusted slot {_span(idx)} (valid: 0..{n_total - 1})"))
+            found.append(("store_out_of_bounds",
+                          f"wrote adjusted slot {_span(idx)} (valid: 0..{n_total - 1})"))
         elif name == "scratch":
             found.append(("scratch_outside", f"scratch[{_span(idx)}] changed (valid: 0..{run.num_bins})"))
         else:

@@ -58,8 +58,7 @@ def layout(ex: Exercise, num_tokens: int, topk: int, num_local: int, block: int 
     return (triton.cdiv(num_total, block),), (num_total,), {"BLOCK": block}, 0
 
 
-def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, block: int | None,
-           source_of=None) -> Run:
+def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, block: int | None) -> Run:
     ids = case.topk_ids.to(device)
     num_tokens, topk = ids.shape
     num_total, start, num_local = ids.numel(), case.start, case.num_local
@@ -97,8 +96,8 @@ def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, bl
     output = sandbox.Output()
     try:
         with watch.installed() if checked else contextlib.nullcontext():
-            sandbox.call(lambda: kernel[grid](*args, **consts), source_of=source_of or kernel,
-                         output=output)
+            sandbox.call(lambda: kernel[grid](*args, **consts), output=output,
+                         timed=device.type == "cpu")
         if device.type == "cuda":
             torch.cuda.synchronize()
     except Exception as err:  # the learner's code: report it, never raise

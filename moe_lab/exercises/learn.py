@@ -178,7 +178,7 @@ def reveal(name: str) -> Text:
             continue
         truth = mine <= FASTER * base
         said = made.get(q.key)
-        mark = "" if said is None else ("  you said " + str(said) + (": right" if said == truth else ": wrong"))
+        mark = "" if said is None else f"  you said {said}: {'right' if said == truth else 'wrong'}"
         right += said == truth
         lines.append(f"  {q.text}: {truth} ({q.stage} {mine:.2f} us, {q.baseline} {base:.2f} us){mark}")
     lines.append(f"  {right} of {len(made)} predictions right")

@@ -69,7 +69,7 @@ def run_groups(ex: Exercise, kernel, blocks_for, max_tokens: int | None = None, 
         for case in members:
             for block in blocks_for(case):
                 for where, k, device, checked in passes:
-                    run = launch(ex, k, case, device, checked=checked, block=block, source_of=kernel)
+                    run = launch(ex, k, case, device, checked=checked, block=block)
                     if not passed(ex, run):
                         say(f"  FAIL  {title}")
                         report_failure(ex, run, f" on the {where}" if where == "GPU" else "", hint_level)

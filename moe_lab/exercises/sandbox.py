@@ -1,10 +1,11 @@
 """Running learner code so that nothing it does escapes: time budget, exits, interrupts, printing.
 
-* **time budget.** While learner code runs, a trace function (``sys.settrace``) checks a deadline at
-  every Python call and at every line of the learner's own file, and raises :class:`OutOfTime` once it
-  has passed. It works in any thread (a Jupyter kernel's main thread, pytest, a worker thread) and
-  needs no signal. Time spent inside one numpy call is not interrupted, but the interpreter runs a
-  kernel as many small calls, so an endless loop stops within a moment of its deadline.
+* **time budget.** While learner code runs, a watchdog thread waits for the deadline and then raises
+  :class:`OutOfTime` inside the thread running the code (an asynchronous exception, delivered at its
+  next bytecode boundary). It works in any thread (a Jupyter kernel's main thread, pytest, a worker
+  thread), needs no signal and costs nothing while the code runs in time. Time spent inside one numpy
+  call is not interrupted, but the interpreter runs a kernel as many small steps, so an endless loop
+  stops within a moment of its deadline.
 * **exits and interrupts.** ``SystemExit`` and ``KeyboardInterrupt`` raised by learner code are caught
   and reported. A real interrupt (Ctrl-C, Jupyter's Stop button) is told apart by a SIGINT handler
   installed for the duration (main thread only) and still stops the check.
@@ -15,11 +16,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import signal
-import sys
 import threading
-import time
 
 BUDGET_S = 20.0
 """Seconds one launch may take in the interpreter before it is stopped."""
@@ -39,30 +39,40 @@ class LearnerExit(Exception):
 
 
 class _Deadline:
-    def __init__(self, seconds: float, filename: str | None):
-        self.at = time.monotonic() + seconds
-        self.filename = filename
+    """A watchdog thread that raises :class:`OutOfTime` in the calling thread once the budget is spent.
 
-    def _check(self):
-        if time.monotonic() > self.at:
-            raise OutOfTime()
+    CPython delivers such an asynchronous exception at the next bytecode boundary of that thread (every
+    loop iteration checks for one), so an endless ``while True: pass`` stops too.
+    """
 
-    def local(self, frame, event, arg):
-        if event == "line":
-            self._check()
-        return self.local
+    def __init__(self, seconds: float):
+        self.thread = threading.get_ident()
+        self.lock = threading.Lock()
+        self.done = self.fired = False
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
 
-    def global_(self, frame, event, arg):
-        self._check()
-        if self.filename and frame.f_code.co_filename == self.filename:
-            return self.local  # the learner's own lines: an endless `while True: pass` shows here
-        return None
+    def _raise_in_thread(self, exc) -> None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread),
+                                                   ctypes.py_object(exc) if exc is not None else None)
 
+    def _fire(self) -> None:
+        with self.lock:
+            if not self.done:
+                self.fired = True
+                self._raise_in_thread(OutOfTime)
 
-def _filename(obj) -> str | None:
-    fn = getattr(obj, "fn", obj)
-    code = getattr(fn, "__code__", None)
-    return code.co_filename if code is not None else None
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        with self.lock:
+            self.done = True
+            if self.fired:  # raised, perhaps not delivered yet: take it back
+                self._raise_in_thread(None)
+        return False
 
 
 @contextlib.contextmanager
@@ -102,24 +112,24 @@ class Output:
         return len(self.buffer.getvalue().splitlines())
 
 
-def call(fn, *args, budget_s: float = BUDGET_S, source_of=None, output: Output | None = None, **kwargs):
+def call(fn, *args, budget_s: float | None = None, output: Output | None = None,
+         timed: bool = True, **kwargs):
     """``fn(*args, **kwargs)`` under the time budget, with exits caught and printing held back.
+
+    ``timed=False`` runs without the budget (a compiled launch on a GPU: the interpreter pass before it
+    has already stopped any endless loop, and compiling must not count against the learner).
 
     Raises :class:`OutOfTime` when the budget runs out, :class:`LearnerExit` for a SystemExit or
     KeyboardInterrupt the learner's code raised itself, ``KeyboardInterrupt`` for a real interrupt,
     and whatever else the code raised.
     """
-    deadline = _Deadline(budget_s, _filename(source_of if source_of is not None else fn))
+    budget = BUDGET_S if budget_s is None else budget_s
     out = output or Output()
-    previous = sys.gettrace()
     with _real_interrupts() as interrupted:
         try:
             with contextlib.redirect_stdout(out.buffer), contextlib.redirect_stderr(out.buffer):
-                sys.settrace(deadline.global_)
-                try:
+                with _Deadline(budget) if timed else contextlib.nullcontext():
                     return fn(*args, **kwargs)
-                finally:
-                    sys.settrace(previous)
         except (SystemExit, KeyboardInterrupt) as err:
             if isinstance(err, KeyboardInterrupt) and interrupted[0]:
                 raise

@@ -128,7 +128,8 @@ def python_helpers(kernel, _seen=None) -> list[str]:
         return []
     scope = dict(getattr(fn, "__globals__", {}))
     closure = getattr(fn, "__closure__", None) or ()
-    for name, cell in zip(getattr(fn, "__code__", types.SimpleNamespace(co_freevars=())).co_freevars, closure):
+    free = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+    for name, cell in zip(free, closure):
         try:
             scope[name] = cell.cell_contents
         except ValueError:
@@ -144,6 +145,8 @@ def python_helpers(kernel, _seen=None) -> list[str]:
         if interp.is_kernel(target):
             found += python_helpers(target, seen)
         elif target is getattr(builtins, name, None):
+            if isinstance(target, type) and issubclass(target, BaseException):
+                continue  # `raise X(...)`: runs (and is reported) like any other error
             if name not in _KERNEL_BUILTINS:
                 found.append(name)
         elif isinstance(target, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
