@@ -66,27 +66,33 @@ def ticket_answer(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, star
 
 @triton.jit
 def debug_answer(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
-    slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid_slot = slot < num_total
-    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)  # the fix: padding is -1, not 0
-    local = (expert >= start) & (expert < start + num_local)
-    local_expert = tl.where(local, expert - start, -1)
-    tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-    tl.atomic_add(count_ptr + local_expert, 1, mask=local)
+    first = tl.program_id(0) * BLOCK  # this program's BLOCK consecutive flat slots
+    for i in range(BLOCK):
+        slot = first + i
+        if slot < num_total:  # the last program's block runs past the end
+            expert = tl.load(ids_ptr + slot)
+            if (expert >= start) & (expert < start + num_local):  # the fix: the range moves with start
+                tl.store(adjusted_ptr + slot, expert - start)
+                tl.atomic_add(count_ptr + (expert - start), 1)
+            else:
+                tl.store(adjusted_ptr + slot, -1)
 
 
 DEBUG_SOURCE = '''\
 @triton.jit
 def buggy_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
-    slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid_slot = slot < num_total
-    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=0)
-    local = (expert >= start) & (expert < start + num_local)
-    local_expert = tl.where(local, expert - start, -1)
-    tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-    tl.atomic_add(count_ptr + local_expert, 1, mask=local)
+    first = tl.program_id(0) * BLOCK
+    for i in range(BLOCK):
+        slot = first + i
+        if slot < num_total:
+            expert = tl.load(ids_ptr + slot)
+            if (expert >= start) & (expert < num_local):
+                tl.store(adjusted_ptr + slot, expert - start)
+                tl.atomic_add(count_ptr + (expert - start), 1)
+            else:
+                tl.store(adjusted_ptr + slot, -1)
 '''
-"""The debugging puzzle's kernel: it passes most inputs and miscounts one kind (find it by printing)."""
+"""The debugging puzzle's kernel: right on rank 0, wrong on every rank with start > 0 (find it by printing)."""
 
 
 def buggy_kernel():

@@ -153,6 +153,9 @@ class Exercise:
     signature, helper and host-help checks run first). Empty: the built-in runners."""
     answer: str = ""
     """``"module:attribute"`` of the shipped answer of such an exercise (see :func:`.answers.answer`)."""
+    builds_on: tuple[str, ...] = ()
+    """``"module:attribute"`` of library code the notebook shows before the exercise on purpose (the
+    step it builds on): lines the answer shares with it are not the answer."""
 
     @property
     def signature(self) -> str:
@@ -204,18 +207,18 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         _todo("your naive kernel"), _NAIVE_HINTS, minutes=20, answer_kernels=("naive_kernel",)),
     Exercise(
         "debug", "02",
-        "find the planted bug in debug_kernel() with the interpreter (print / tl.device_print inside the "
-        "kernel), fix it, and check the fixed kernel",
+        "find the planted bug in debug_kernel() (a scalar loop over flat slots, right on rank 0 only) with "
+        "the interpreter (print / tl.device_print inside the kernel), fix it, and check the fixed kernel",
         _BLOCK_PARAMS,
         "counts zeroed; BLOCK = tl_full.block_size(topk), grid (cdiv(num_total, BLOCK),)",
         _COMMON + _SLOTS + _ATOMIC_COUNTS,
-        ("Run the buggy kernel on the worked example (moe_lab.exercises.example('debug')) and compare its "
-         "counts with the expected ones: which expert is off?",
-         "Print inside the kernel, in the interpreter: tl.device_print('ids', ids) in the last program "
-         "shows what the padding lanes of the tail block load.",
-         "The tail block's padding lanes load 0, not -1, and expert 0 is local when start=0: fix the "
-         "load's other= value."),
-        _todo("the fixed kernel", "the planted bug"), minutes=15),
+        ("Run the buggy kernel for every rank of the worked example (moe_lab.exercises.example('debug')): "
+         "which ranks are right, and what do they have in common?",
+         "On a rank with start > 0, print the slot, the expert and whether the kernel thinks it is local "
+         "(a plain print works in the interpreter); look at an expert this rank owns.",
+         "A local expert lies in [start, start + num_local): the upper end of the test must move with "
+         "start."),
+        _todo("the fixed kernel", "the planted bug"), minutes=15, answer_kernels=("debug_answer",)),
     Exercise(
         "block_size", "03",
         "the power-of-two fix of the launch rule min(256, 1024 // topk)",
@@ -252,7 +255,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         ("Which ordering does a counter need while the kernel runs? Who reads it before the end?",
          "tl.atomic_add takes a sem= argument; its default is acq_rel.",
          "Your masked block kernel with sem=\"relaxed\" on the tl.atomic_add."),
-        _todo("your relaxed kernel"), minutes=10, answer_kernels=("relaxed_kernel",)),
+        _todo("your relaxed kernel"), minutes=10, answer_kernels=("relaxed_kernel",),
+        builds_on=("moe_lab.stages.scalar_atomic:scalar_atomic_kernel",)),
     Exercise(
         "block_histogram", "05",
         "the block histogram: count a block's local experts with tl.histogram, then one atomic per "

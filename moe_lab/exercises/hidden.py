@@ -3,7 +3,8 @@
 For every cell that checks exercise ``name`` (``check("name", ...)``), no earlier cell may show the
 answer, in its source, in markdown or in a stored output:
 
-* a ``show_source`` / ``show_diff`` / ``show_side_by_side`` / ``inspect.getsource`` of a library kernel
+* a ``show_source`` / ``show_diff`` / ``show_side_by_side`` / ``inspect.getsource`` of a library kernel,
+  or ``solution(name)``,
   that answers it (:attr:`Exercise.answer_kernels`, or its stage by name);
 * the shipped answer's distinctive lines (:func:`moe_lab.exercises.answers.answer`, less the lines an
   earlier exercise's answer has): half of them, at least three, anywhere in the earlier cells;
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from .catalogue import EXERCISES, Exercise
 
 _CHECK = re.compile(r"\bcheck\(\s*['\"](\w+)['\"]")
-_SHOW = re.compile(r"\b(show_source|show_diff|show_side_by_side|getsource)\s*\(([^\n]*)")
+_SHOW = re.compile(r"\b(show_source|show_diff|show_side_by_side|getsource|solution)\s*\(([^\n]*)")
 _BEGIN, _END = "# BEGIN SOLUTION", "# END SOLUTION"
 
 
@@ -72,20 +73,27 @@ def _squash(text: str) -> str:
 def _distinctive_lines(ex: Exercise) -> list[str]:
     """The answer's lines that no earlier exercise's answer has (the prelude every kernel shares, the
     load and the local test, is what a learner reads before every exercise)."""
+    import importlib
+
+    from .answers import answer
+
     earlier = set()
     for other in EXERCISES.values():
         if other.name == ex.name:
             break
-        earlier.update(_answer_lines(other.name))
-    return [ln for ln in _answer_lines(ex.name) if ln not in earlier]
+        earlier.update(_lines(lambda name=other.name: answer(name)))
+    for ref in ex.builds_on:  # shown before the exercise on purpose: the step it builds on
+        module, _, attribute = ref.partition(":")
+        earlier.update(_lines(lambda: getattr(importlib.import_module(module), attribute)))
+    return [ln for ln in _lines(lambda: answer(ex.name)) if ln not in earlier]
 
 
-def _answer_lines(name: str) -> list[str]:
+def _lines(find) -> list[str]:
+    """The code lines of the object ``find()`` returns, squashed (none when it cannot be shown)."""
     from ..show import source
-    from .answers import answer
 
     try:
-        text, _ = source(answer(name))
+        text, _ = source(find())
     except Exception:  # an answer the library cannot show is one that cannot leak from it
         return []
     lines = []
@@ -108,7 +116,8 @@ def cell_leaks(ex: Exercise, text: str, code: str) -> list[str]:
     found = []
     for call, args in _SHOW.findall(code):
         named = [k for k in ex.answer_kernels if k in args]
-        named += [f'"{s}"' for s in _stage_names(ex) if f'"{s}"' in args or f"'{s}'" in args]
+        names = _stage_names(ex) + ([ex.name] if call == "solution" else [])
+        named += [f'"{s}"' for s in names if f'"{s}"' in args or f"'{s}'" in args]
         if named:
             found.append(f"{call}({args.strip()[:60]}) shows {named[0]}")
     squashed = _squash(text)

@@ -62,7 +62,7 @@ def progress() -> Text:
 
 _EXAMPLE_IDS = {
     "naive": ([[9, 3, -1], [12, 8, 30], [25, 10, 9]], 8, 16),
-    "debug": ([[0, 2, 5], [1, 0, -1], [3, 2, 7]], 0, 4),
+    "debug": ([[0, 5], [3, 2], [-1, -1], [2, 6]], 2, 2),  # start > 0: the bug hides on rank 0
     "masked_block": ([[9, 3, -1], [12, 8, 30], [25, 10, 9]], 8, 16),
     "relaxed": ([[9, 3, -1], [12, 8, 30], [25, 10, 9]], 8, 16),
     "block_histogram": ([[9, 3, -1], [12, 9, 30], [25, 10, 9]], 8, 6),
@@ -78,8 +78,8 @@ def example(name: str) -> Text:
         from ..stages.tl_full import block_size
 
         rows = ", ".join(f"topk {k} -> {block_size(k)}" for k in (1, 2, 6, 8, 9))
-        return Text("block_size: a power of two, at most 1024 slots per program, at most 256 tokens' "
-                    f"worth:\n  {rows}")
+        return Text("block_size: the slots one program covers, a power of two, for each topk:\n"
+                    f"  {rows}")
     ids_list, start, num_local = _EXAMPLE_IDS[name]
     ids = torch.tensor(ids_list, dtype=torch.int32)
     adjusted, counts = verify.reference(ids, start, num_local)
