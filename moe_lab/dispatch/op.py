@@ -1,0 +1,212 @@
+"""The dispatch layout in two launches, deterministic, with no state between calls.
+
+Launch 1, one program per tile of slots (:func:`rank_kernel`): recombine the ids (the adjusted ids,
+exactly as the drop-in), count each local expert's slots in the tile, give every local slot its
+*stable rank* among the tile's slots of the same expert (a prefix sum of a one-hot tile:
+``tl.cumsum``), and list the tile's local slots in order. The tile histograms go to a table.
+
+Launch 2 (:func:`layout_kernel`): every program reads the whole (small) table of tile histograms and
+rebuilds from it what it needs: the expert totals, their prefix rounded up to ``align``
+(``offsets``), and the rows that tiles before its own give each expert. A slot's destination row is
+then ``offsets[e] + rows of e in earlier tiles + rank``: no atomics, so the order inside an expert is
+slot order and the bits are the same every run. Copy programs (one per tile and per 1024 columns)
+copy the fp8 rows and scales; fill programs write ``m_indices``.
+
+Nothing persists between calls: the table and the slot lists live in a scratch buffer allocated per
+call and written completely before it is read (nothing needs zeroing). Reading the table again in
+every program is the price of that; the launch rules keep the table at most 8192 entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from . import inputs
+from .launch import FILL_ROWS, plan
+
+POISON: int | None = None
+"""Test hook: when set, every fresh output and the scratch are filled with this byte first."""
+
+
+@triton.jit
+def rank_kernel(ids_ptr, adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, hist_ptr,
+                num_total, start, num_local,
+                TILE: tl.constexpr, RANK_BLOCK: tl.constexpr, BINS: tl.constexpr):
+    tile = tl.program_id(0)
+    tile_start = tile * TILE
+    bins = tl.arange(0, BINS)
+    seen = tl.full([BINS], 0, tl.int32)  # slots of each expert met so far in this tile
+    seen_local = tl.sum(seen, axis=0)  # local slots met so far (a 0 of the right type)
+    for sub in range(0, TILE, RANK_BLOCK):
+        slot = tile_start + sub + tl.arange(0, RANK_BLOCK)
+        valid = slot < num_total  # guard the last tile
+        expert = tl.load(ids_ptr + slot, mask=valid, other=-1)
+        local = (expert >= start) & (expert < start + num_local) & valid
+        local_expert = tl.where(local, expert - start, -1)
+        tl.store(adjusted_ptr + slot, local_expert, mask=valid)
+        tl.store(index_ptr + slot, tl.full([RANK_BLOCK], -1, tl.int32), mask=valid & ~local)  # no row
+        hit = (local_expert.to(tl.int32)[:, None] == bins[None, :]) & local[:, None]  # one-hot [slot, expert]
+        hits = hit.to(tl.int32)
+        upto = tl.cumsum(hits, axis=0)  # inclusive count of each expert down the sub-tile
+        rank = tl.sum(tl.where(hit, upto - 1 + seen[None, :], 0), axis=1)  # earlier slots of my expert
+        position = tl.cumsum(local.to(tl.int32), axis=0) - 1 + seen_local  # my place in the tile's list
+        tl.store(slot_list_ptr + tile_start + position, slot, mask=local)
+        tl.store(rank_list_ptr + tile_start + position, rank, mask=local)
+        seen += tl.sum(hits, axis=0)
+        seen_local += tl.sum(local.to(tl.int32), axis=0)
+    tl.store(hist_ptr + tile * BINS + bins, seen)  # every bin, zeros included: the table is fully written
+
+
+@triton.jit
+def layout_kernel(adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, hist_ptr,
+                  x_ptr, x_stride, scales_ptr, s_stride0, s_stride1, rows_ptr, out_scales_ptr,
+                  scale_stride, count_ptr, offsets_ptr, m_ptr,
+                  num_tiles, num_local, rows_cap, hidden, scale_cols, topk, align,
+                  TILE: tl.constexpr, BINS: tl.constexpr, TABLE_ROWS: tl.constexpr,
+                  COPY_COLS: tl.constexpr, COPY_ROWS: tl.constexpr, COL_BLOCKS: tl.constexpr,
+                  SCALE_BLOCK: tl.constexpr, FILL_ROWS: tl.constexpr, FILL_BLOCK: tl.constexpr,
+                  SKIP_PADDING: tl.constexpr):
+    pid = tl.program_id(0)
+    bins = tl.arange(0, BINS)
+    is_bin = bins < num_local  # bins past num_local exist only to make BINS a power of two
+    copy_programs = num_tiles * COL_BLOCKS
+    tile = pid // COL_BLOCKS
+    totals = tl.full([BINS], 0, tl.int32)
+    before = tl.full([BINS], 0, tl.int32)
+    for first in range(0, num_tiles, TABLE_ROWS):  # every program reads the whole table: no shared state
+        t = first + tl.arange(0, TABLE_ROWS)
+        h = tl.load(hist_ptr + t[:, None] * BINS + bins[None, :], mask=(t < num_tiles)[:, None], other=0)
+        totals += tl.sum(h, axis=0)
+        before += tl.sum(tl.where((t < tile)[:, None], h, 0), axis=0)  # rows earlier tiles take
+    aligned = (totals + align - 1) // align * align  # each expert's block rounded up to align rows
+    ends = tl.cumsum(aligned, axis=0)  # inclusive prefix: where each block ends
+    starts = ends - aligned  # exclusive prefix: where each block starts
+    if pid < copy_programs:
+        col_block = pid % COL_BLOCKS
+        if pid == 0:  # one program publishes the counts and offsets
+            tl.store(count_ptr + bins, totals, mask=is_bin)
+            tl.store(offsets_ptr + bins, starts, mask=is_bin)
+            tl.store(offsets_ptr + num_local, tl.sum(aligned, axis=0))
+        base = starts + before  # first row of each expert for this tile's slots
+        n_local = tl.sum(tl.load(hist_ptr + tile * BINS + bins), axis=0)
+        cols = col_block * COPY_COLS + tl.arange(0, COPY_COLS)
+        col_ok = cols < hidden
+        g = tl.arange(0, SCALE_BLOCK)
+        for first in range(0, n_local, COPY_ROWS):  # only the tile's local slots, in slot order
+            i = first + tl.arange(0, COPY_ROWS)
+            ok = i < n_local
+            slot = tl.load(slot_list_ptr + tile * TILE + i, mask=ok, other=0)
+            rank = tl.load(rank_list_ptr + tile * TILE + i, mask=ok, other=0)
+            expert = tl.load(adjusted_ptr + slot, mask=ok, other=0).to(tl.int32)
+            dest = tl.sum(tl.where(expert[:, None] == bins[None, :], base[None, :], 0), axis=1) + rank
+            token = (slot // topk).to(tl.int64)  # 64-bit: rows * hidden passes 2**31 bytes
+            row = dest.to(tl.int64)
+            both = ok[:, None] & col_ok[None, :]
+            v = tl.load(x_ptr + token[:, None] * x_stride + cols[None, :], mask=both)
+            tl.store(rows_ptr + row[:, None] * hidden + cols[None, :], v, mask=both)
+            if col_block == 0:  # the first column block also writes the index and the scales
+                tl.store(index_ptr + slot, dest, mask=ok)
+                sm = ok[:, None] & (g < scale_cols)[None, :]
+                s = tl.load(scales_ptr + token[:, None] * s_stride0 + g[None, :] * s_stride1, mask=sm)
+                # scales column-major (MN-major): column g of row r at g * scale_stride + r
+                tl.store(out_scales_ptr + g[None, :].to(tl.int64) * scale_stride + row[:, None], s, mask=sm)
+    else:
+        fill = pid - copy_programs
+        for first in range(fill * FILL_ROWS, fill * FILL_ROWS + FILL_ROWS, FILL_BLOCK):
+            r = first + tl.arange(0, FILL_BLOCK)
+            # the expert of row r: how many blocks end at or before it
+            expert = tl.sum(((r[:, None] >= ends[None, :]) & is_bin[None, :]).to(tl.int32), axis=1)
+            hit = expert[:, None] == bins[None, :]
+            block_start = tl.sum(tl.where(hit, starts[None, :], 0), axis=1)
+            count = tl.sum(tl.where(hit, totals[None, :], 0), axis=1)
+            inside = expert < num_local  # rows past the last block (graph-safe sizing) belong to none
+            if SKIP_PADDING:
+                mark = tl.where(inside & (r - block_start < count), expert, -1)
+            else:
+                mark = tl.where(inside, expert, -1)
+            tl.store(m_ptr + r, mark, mask=r < rows_cap)
+
+
+@dataclass
+class DispatchLayout:
+    """What :func:`prepare_dispatch` returns; see its docstring for each field."""
+    adjusted_ids: torch.Tensor
+    expert_count: torch.Tensor
+    offsets: torch.Tensor
+    output_index: torch.Tensor
+    m_indices: torch.Tensor
+    rows: torch.Tensor
+    scales: torch.Tensor
+    num_rows: int | None
+
+
+def _empty(shape, dtype, device):
+    t = torch.empty(shape, dtype=dtype, device=device)
+    if POISON is not None:
+        t.view(torch.uint8).fill_(POISON)
+    return t
+
+
+def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128, padding: str = "expert",
+                     graph_safe: bool = False) -> DispatchLayout:
+    """Build the contiguous grouped-GEMM layout of this rank's slots in two launches.
+
+    Worked example (``align=4``, ``start=2``, ``num_local=2``)::
+
+        topk_ids     = [[3, 0], [-1, 3], [2, 3]]
+        adjusted_ids = [[1, -1], [-1, 1], [0, 1]]    expert_count = [1, 3]
+        offsets      = [0, 4, 8]                      (last entry: M, the rows of the layout)
+        output_index = [[4, -1], [-1, 5], [0, 6]]     (the row of each slot's copy; -1: not local)
+        m_indices    = [0, p, p, p, 1, 1, 1, p]       (p: the expert, or -1 with padding="skip")
+        rows[0] = x[2], rows[4] = x[0], rows[5] = x[1], rows[6] = x[2]; scales likewise
+
+    ``x``: fp8 ``[N, hidden]`` (``hidden`` a multiple of 128); ``scales``: fp32 ``[N, hidden/128]``, or
+    ue8m0 exponents packed four to an int32 ``[N, ceil(hidden/512)]``, any strides. The output
+    ``scales`` has the same columns, written MN-major (column-major) with a column stride that is a
+    multiple of 4 (16 bytes): the layout DeepGEMM's contiguous grouped GEMM takes without a
+    transposing pass. Padding rows of ``rows`` and ``scales`` are not written; ``m_indices`` marks them.
+
+    ``graph_safe=False``: one host read (``M``) at the end, and the tensors are views of exactly ``M``
+    rows. ``graph_safe=True``: no host read at all; ``rows``, ``scales`` and ``m_indices`` have the
+    worst-case ``N*topk + num_local*(align-1)`` rows (those past ``offsets[-1]`` are marked ``-1``), and
+    ``num_rows`` is None. Either way the result is the same bits on every run.
+    """
+    a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True)
+    device = topk_ids.device
+    num_tokens, topk = topk_ids.shape
+    num_total = topk_ids.numel()
+    rows_cap = inputs.max_rows(num_total, a.num_local, a.align)
+    p = plan(num_total, a.num_local, a.hidden, rows_cap)
+    stride = inputs.aligned_stride(rows_cap)
+    adjusted = _empty(topk_ids.shape, topk_ids.dtype, device)
+    counts = _empty(a.num_local, torch.int32, device)
+    offsets = _empty(a.num_local + 1, torch.int32, device)
+    index = _empty(topk_ids.shape, torch.int32, device)
+    m_indices = _empty(rows_cap, torch.int32, device)
+    rows = _empty((rows_cap, a.hidden), torch.float8_e4m3fn, device)
+    scale_store = _empty((a.scale_cols, stride), scales.dtype, device)
+    lists = max(num_total, 1)
+    scratch = _empty(2 * lists + p.tiles * p.bins, torch.int32, device)
+    slot_list, rank_list, hist = scratch[:lists], scratch[lists:2 * lists], scratch[2 * lists:]
+    rank_kernel[(p.tiles,)](topk_ids, adjusted, index, slot_list, rank_list, hist, num_total, a.start,
+                            a.num_local, TILE=p.tile, RANK_BLOCK=p.rank_block, BINS=p.bins, num_warps=4)
+    x_bytes = x.view(torch.uint8)  # a byte copy: bit-exact, and the interpreter needs no fp8 support
+    table_rows = max(1, min(triton.next_power_of_2(p.tiles), 4096 // p.bins))
+    grid = p.tiles * p.col_blocks + p.fill_programs
+    layout_kernel[(grid,)](adjusted, index, slot_list, rank_list, hist,
+                           x_bytes, x.stride(0), scales, scales.stride(0), scales.stride(1),
+                           rows.view(torch.uint8), scale_store, stride, counts, offsets, m_indices,
+                           p.tiles, a.num_local, rows_cap, a.hidden, a.scale_cols, topk, a.align,
+                           TILE=p.tile, BINS=p.bins, TABLE_ROWS=table_rows, COPY_COLS=p.copy_cols,
+                           COPY_ROWS=p.copy_rows, COL_BLOCKS=p.col_blocks,
+                           SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), FILL_ROWS=FILL_ROWS,
+                           FILL_BLOCK=p.fill_block, SKIP_PADDING=padding == "skip", num_warps=4)
+    out_scales = scale_store.t()
+    if graph_safe:
+        return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows, out_scales, None)
+    m = int(offsets[-1])  # the one host read
+    return DispatchLayout(adjusted, counts, offsets, index, m_indices[:m], rows[:m], out_scales[:m], m)
