@@ -49,7 +49,7 @@ def plan(num_slots: int, num_local: int, hidden: int, rows_cap: int) -> Plan:
     tile = triton.cdiv(triton.cdiv(max(num_slots, 1), tiles), rank_block) * rank_block
     tiles = max(1, triton.cdiv(num_slots, tile))
     copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden))
-    fill_block = max(16, min(1024, ONE_HOT // bins))
+    fill_block = max(16, min(1024, 4 * ONE_HOT // bins))
     return Plan(bins=bins, rank_block=rank_block, tile=tile, tiles=tiles, copy_cols=copy_cols,
                 col_blocks=triton.cdiv(hidden, copy_cols), copy_rows=max(1, COPY_BYTES // copy_cols),
                 fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)), fill_block=fill_block)
