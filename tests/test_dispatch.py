@@ -199,3 +199,23 @@ def test_bad_input_is_refused(device, change, error, text):
     with pytest.raises(error, match=None) as info:
         prepare_dispatch(args["topk_ids"], args["start"], args["num_local"], args["x"], args["scales"], **kw)
     assert text in str(info.value)
+
+
+@pytest.mark.parametrize("tokens,topk,num_local", [(1, 8, 8), (129, 6, 20), (150, 8, 32)])
+def test_chain_matches_reference_up_to_row_order(device, tokens, topk, num_local):
+    from moe_lab.dispatch import chain
+
+    ids, x, scales = make_inputs(tokens, topk, 4 * num_local, seed=tokens, device=device)
+    want = prepare_dispatch_reference(ids.cpu(), num_local, num_local, x.cpu(), scales.cpu())
+    got = chain.run(ids, num_local, num_local, x, scales)
+    assert compare.problems(got, want, x, scales, ordered=False) == []
+
+
+def test_unordered_compare_catches_a_wrong_row(device):
+    from moe_lab.dispatch import chain
+
+    ids, x, scales = make_inputs(60, 8, 32, seed=2, device=device)
+    want = prepare_dispatch_reference(ids.cpu(), 8, 8, x.cpu(), scales.cpu())
+    got = chain.run(ids, 8, 8, x, scales)
+    got.rows.view(torch.uint8)[got.output_index[got.output_index >= 0][0]] ^= 1
+    assert compare.problems(got, want, x, scales, ordered=False) == ["rows: a slot's row does not hold its token's bytes"]
