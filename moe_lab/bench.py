@@ -4,90 +4,72 @@
     python -m moe_lab.bench --quick         # a small sweep (seconds), printed, not written
 
 GPU only: under Triton's interpreter a "timing" measures Python, not a kernel, so this refuses.
-Each number is the median of many runs of ``triton.testing.do_bench`` (eager: the whole Python call,
-as a user pays it, allocation and launch included) or ``do_bench_cudagraph`` (the same call captured
-in a CUDA graph and replayed, which removes the CPU's launch cost and leaves the GPU's). Every stage's
-output is checked bit-exact against the reference on the very input it is timed on, and the row says
-so (``correct``). A same-size device copy (``copy``) gives the floor: a kernel that must read and
-write these bytes cannot beat it. Schema: see ``COLUMNS``.
+Every number comes from :func:`moe_lab.timing.time_us` (eager: the whole Python call, as a user pays
+it, allocation and launch included; graph: the same call captured in a CUDA graph and replayed, which
+removes the CPU's launch cost and leaves the GPU's). Every stage's output is checked bit-exact against
+the reference on the very input it is timed on, and the row says so (``correct``). A same-size device
+copy (``copy``) gives the floor: a kernel that must read and write these bytes cannot beat it. The
+CSV's schema and provenance columns: :data:`moe_lab.records.BENCH`; it is checked before it is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import platform
-import re
-import subprocess
+import numbers
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from . import backend, results, routing
+from . import records, routing, timing
 from .registry import STAGES
+from .timing import driver_version, require_gpu  # noqa: F401  (public here too: bench.require_gpu())
 
-COLUMNS = ["stage", "mode", "preset", "num_experts", "topk", "ep_size", "num_local", "distribution",
-           "num_tokens", "num_slots", "median_us", "p20_us", "p80_us", "bytes", "gbps", "correct",
-           "card", "driver", "cuda", "torch", "triton", "python", "date", "run_id"]
+COLUMNS = records.BENCH.names
 TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 FAST_STAGES = ("tl_full", "scalar_atomic", "relaxed", "block_histogram", "decode", "one_launch", "best",
                "copy", "zeros")  # for the presets after the first in a full run
 OTHER_TOKENS = (1, 16, 256, 4096, 65536, 1048576)
-DATA_DIR = results.DATA_DIR
+BASELINES = ("copy", "zeros")
+"""Rows that time no stage: a same-size device copy (the floor) and the counts' memset."""
+DATA_DIR = records.DATA_ROOT / "bench"
 
 
-def require_gpu() -> None:
-    if not backend.has_gpu():
-        raise SystemExit("moe_lab.bench needs a CUDA GPU: under Triton's interpreter a timing measures "
-                         "Python, not the kernel. Recorded GPU results are in data/bench/ "
-                         "(moe_lab.results.load()).")
+def check_tokens(tokens, name: str = "tokens") -> tuple[int, ...]:
+    """``tokens`` as a tuple of distinct whole numbers above 0, in the order given; else ValueError."""
+    if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of token counts such as (16, 4096), got {tokens!r}")
+    values = list(tokens)
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one number of tokens, e.g. (16, 4096)")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must hold whole numbers, got {v!r} ({type(v).__name__}) in {values}")
+        if v <= 0:
+            raise ValueError(f"{name} must be above 0 (a batch of tokens), got {v} in {values}; drop it")
+    twice = sorted({int(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f"{name} repeats {twice} in {values}: each size is measured once per run "
+                         f"(a repeat would give two rows for one measurement); give each size once")
+    return tuple(int(v) for v in values)
 
 
-def driver_version() -> str:
-    """The NVIDIA driver's version from nvidia-smi, or "unknown" where it cannot be asked."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    lines = out.stdout.strip().splitlines()
-    return lines[0] if out.returncode == 0 and lines else "unknown"
+def _check_choice(values, allowed, name):
+    if isinstance(values, str):
+        values = (values,)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(f"{name}={list(values)!r}: each must be one of {', '.join(map(str, allowed))}")
+    return tuple(values)
 
 
-def provenance() -> dict:
-    import triton
+def timed_call(name, ids, start, num_local):
+    """The function to time for one row (no arguments) and a check that its last output was right.
 
-    return {"card": torch.cuda.get_device_name(), "driver": driver_version(), "cuda": torch.version.cuda,
-            "torch": torch.__version__, "triton": triton.__version__,
-            "python": platform.python_version(), "date": _dt.date.today().isoformat()}
-
-
-EAGER_REPEATS = 3
-
-
-def _timer(mode):
-    """``fn -> (median, p20, p80)`` in ms.
-
-    eager: ``do_bench`` of single calls; at small sizes that measures the CPU's launch path, which
-    now and then stalls for a whole measurement window (we saw one 8 us call read 230 us), so the
-    reported numbers are those of the middle of ``EAGER_REPEATS`` independent do_bench runs.
-    graph: ``do_bench_cudagraph``: replays of a captured call, no CPU launch cost left.
+    ``name`` is a stage of the registry, ``"copy"`` (a device copy of ``ids``) or ``"zeros"`` (the
+    counts' memset); the check is None for those two, which have no output to check.
     """
-    from triton.testing import do_bench, do_bench_cudagraph
-
-    if mode == "eager":
-        def timer(fn):
-            runs = sorted(do_bench(fn, warmup=10, rep=40, quantiles=[0.5, 0.2, 0.8])
-                          for _ in range(EAGER_REPEATS))
-            return runs[len(runs) // 2]
-        return timer
-    return lambda fn: do_bench_cudagraph(fn, rep=40, quantiles=[0.5, 0.2, 0.8])
-
-
-def _callables(name, ids, start, num_local):
-    """The function to time for a row, and a check that its last output was right (or None)."""
     if name == "copy":
         dst = torch.empty_like(ids)
         return (lambda: dst.copy_(ids)), None
@@ -110,13 +92,19 @@ def _callables(name, ids, start, num_local):
 
 def sweep(stages=None, presets=("deepseek-v3",), distributions=("uniform", "hot"), tokens=TOKENS,
           modes=("eager", "graph"), ep_size=8, rank=0, progress=True, seed=0) -> pd.DataFrame:
-    """Time ``stages`` (default: all, plus ``copy`` and ``zeros``) over the grid; one row each."""
-    require_gpu()
+    """Time ``stages`` (default: all, plus ``copy`` and ``zeros``) over the grid; one row each.
+
+    Raises ``ValueError``/``TypeError`` for a bad argument and :class:`moe_lab.timing.GPURequiredError`
+    without a GPU (it never exits the interpreter).
+    """
+    tokens = check_tokens(tokens)
+    stages = _check_choice(tuple(stages or (*STAGES, *BASELINES)), (*STAGES, *BASELINES), "stages")
+    modes = _check_choice(modes, timing.MODES, "modes")
+    distributions = _check_choice(distributions, routing.DISTRIBUTIONS, "distributions")
+    require_gpu("moe_lab.bench")
     from tqdm.auto import tqdm
 
-    stages = list(stages or (*STAGES, "copy", "zeros"))
-    meta = provenance()
-    meta["run_id"] = f"{meta['date']}_{re.sub(r'[^A-Za-z0-9]+', '-', meta['card']).strip('-')}"
+    meta = records.provenance()
     rows = []
     grid = [(p, d) for p in presets for d in distributions]
     bar = tqdm(total=len(grid) * len(tokens) * len(stages) * len(modes), disable=not progress,
@@ -129,7 +117,7 @@ def sweep(stages=None, presets=("deepseek-v3",), distributions=("uniform", "hot"
             ids = ids_full[:n].contiguous()
             ref = STAGES["torch"].run(ids, full.start, full.num_local)
             for name in stages:
-                fn, check = _callables(name, ids, full.start, full.num_local)
+                fn, check = timed_call(name, ids, full.start, full.num_local)
                 ok = None
                 skip = (name == "row_loop" and full.preset.topk & (full.preset.topk - 1)) or \
                     name in STAGES and (STAGES[name].bench_max_slots or 1 << 62) < ids.numel()
@@ -140,7 +128,7 @@ def sweep(stages=None, presets=("deepseek-v3",), distributions=("uniform", "hot"
                     if skip or (name == "torch" and mode == "graph"):  # bincount syncs: not capturable
                         continue
                     try:
-                        med, p20, p80 = _timer(mode)(fn)
+                        med, p20, p80 = timing.time_us(fn, mode)
                     except Exception as err:  # noqa: BLE001 - report and go on with the sweep
                         print(f"skip {name} {mode} n={n}: {type(err).__name__}: {err}"[:200], file=sys.stderr)
                         continue
@@ -148,9 +136,9 @@ def sweep(stages=None, presets=("deepseek-v3",), distributions=("uniform", "hot"
                     rows.append({"stage": name, "mode": mode, "preset": preset_name,
                                  "num_experts": full.preset.num_experts, "topk": full.preset.topk,
                                  "ep_size": ep_size, "num_local": full.num_local, "distribution": dist,
-                                 "num_tokens": n, "num_slots": ids.numel(), "median_us": med * 1e3,
-                                 "p20_us": p20 * 1e3, "p80_us": p80 * 1e3, "bytes": nbytes,
-                                 "gbps": nbytes / (med * 1e-3) / 1e9, "correct": ok, **meta})
+                                 "num_tokens": n, "num_slots": ids.numel(), "median_us": med,
+                                 "p20_us": p20, "p80_us": p80, "bytes": nbytes,
+                                 "gbps": nbytes / (med * 1e-6) / 1e9, "correct": ok, **meta})
     bar.close()
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -168,13 +156,22 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", nargs="+", default=["deepseek-v3", "mixtral", "deepseek-v2-lite",
                                                      "qwen3-moe"])
     ap.add_argument("--distributions", nargs="+", default=list(routing.DISTRIBUTIONS))
-    ap.add_argument("--tokens", nargs="+", type=int, default=list(TOKENS))
+    ap.add_argument("--tokens", nargs="+", type=int, default=list(TOKENS),
+                    help="numbers of tokens, each above 0 and given once")
     ap.add_argument("--modes", nargs="+", default=["eager", "graph"], choices=["eager", "graph"])
     ap.add_argument("--stages", nargs="+", default=None)
     ap.add_argument("--ep-size", type=int, default=8)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    require_gpu()
+    try:
+        check_tokens(args.tokens, "--tokens")
+    except (TypeError, ValueError) as err:
+        ap.error(str(err))  # exits 2 with the usage line, as argparse does for its own checks
+    try:
+        require_gpu("python -m moe_lab.bench")
+    except timing.GPURequiredError as err:
+        print(err, file=sys.stderr)
+        return 2
     if args.quick:
         df = sweep(["scalar_atomic", "best", "copy"], ("deepseek-v3",), ("uniform",), (16, 4096, 65536),
                    ("eager", "graph"), progress=not args.no_progress)
@@ -189,9 +186,7 @@ def main(argv=None) -> int:
                             args.tokens if first else OTHER_TOKENS, args.modes, args.ep_size,
                             progress=not args.no_progress))
         df = pd.concat(frames, ignore_index=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{df.run_id.iloc[0]}.csv"
-        df.to_csv(path, index=False)
+        path = records.write(df, args.out / f"{df.run_id.iloc[0]}.csv", records.BENCH)
         print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
     bad = df[df.correct == False]  # noqa: E712 - pandas comparison
     if len(bad):

@@ -3,7 +3,9 @@
 A run of ``python -m moe_lab.bench`` on a GPU writes one tidy CSV into ``data/bench/``: one row per
 (stage, mode, preset, distribution, num_tokens), with the timings and, repeated on every row, the
 provenance of the run (card, driver, CUDA, torch, triton, python, date, run_id). Notebooks on a
-machine without a GPU plot these files; they never time Triton's interpreter.
+machine without a GPU plot these files; they never time Triton's interpreter. Every file is checked
+as it is read (:func:`moe_lab.records.load`): a wrong value is reported with its file and row, never
+plotted.
 
     df = results.load()                          # the latest run
     results.provenance(df)                       # 'NVIDIA H100 80GB HBM3, driver ..., 2026-11-26'
@@ -12,26 +14,27 @@ machine without a GPU plot these files; they never time Triton's interpreter.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
-from . import backend
+from . import backend, records
 
 DATA_ENV = "MOE_LAB_DATA"
 """Environment variable that points :func:`load` at another folder (or file) of results."""
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "bench"
+DATA_DIR = records.DATA_ROOT / "bench"
 """``data/bench`` of the repository this package was imported from."""
 
 KEY = ["stage", "mode", "preset", "distribution", "num_tokens"]
 """The columns that name one measurement: a run has one row per combination."""
 
-COLUMNS = KEY + ["num_experts", "topk", "ep_size", "num_local", "num_slots", "median_us", "p20_us",
-                 "p80_us", "bytes", "gbps", "correct"]
-PROVENANCE = ["card", "driver", "cuda", "torch", "triton", "python", "date", "run_id"]
+PROVENANCE = list(records.PROVENANCE)
+COLUMNS = [c for c in records.BENCH.names if c not in PROVENANCE]
+"""The measurement columns of a benchmark CSV (schema and kinds: :data:`moe_lab.records.BENCH`)."""
 
 
 class Run(NamedTuple):
@@ -62,19 +65,7 @@ def _csv_files(path: Path) -> list[Path]:
 
 
 def _read(file: Path) -> pd.DataFrame:
-    df = pd.read_csv(file)
-    missing = [c for c in COLUMNS + PROVENANCE if c not in df.columns]
-    if missing:
-        raise ValueError(f"{file} is not a moe-lab benchmark file: it lacks the column(s) "
-                         f"{', '.join(missing)}")
-    # True/False where the output was checked; empty (NA) for rows with nothing to check (copy, zeros).
-    truth = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
-    df["correct"] = pd.array([truth.get(str(v).strip().lower(), pd.NA) for v in df["correct"]],
-                             dtype="boolean")
-    for col in PROVENANCE:
-        df[col] = df[col].astype(str)
-    df["source"] = str(file)
-    return df
+    return records.load(file, records.BENCH)  # checked: names the file and row of any bad value
 
 
 def _read_all(path) -> pd.DataFrame:
@@ -88,8 +79,8 @@ def _runs_of(df: pd.DataFrame) -> list[Run]:
         first = rows.iloc[0]
         out.append(Run(str(run_id), str(first["card"]), str(first["date"]), len(rows),
                        str(first.get("source", ""))))
-    # Oldest first; ISO dates sort as text, and the run id breaks ties.
-    return sorted(out, key=lambda r: (r.date, r.run_id))
+    # Oldest first by the parsed date (the loader checked it is a real ISO day); the run id breaks ties.
+    return sorted(out, key=lambda r: (_dt.date.fromisoformat(r.date), r.run_id))
 
 
 def runs(path=None) -> list[Run]:

@@ -173,3 +173,42 @@ def test_compact_png_is_a_smaller_palette_png_of_the_same_size():
     assert len(img.data) < len(full.getvalue())
     with pytest.raises(ValueError, match="colors"):
         report.compact_png(fig, colors=1)
+
+
+def test_markdown_report_has_provenance_table_and_the_slower_rows():
+    df = synthetic({("best", "eager", "hot", 64): 4.0})
+    text = report.markdown(df)
+    assert text.startswith("# Performance targets\n") and "Test Card" in text
+    table = [line for line in text.splitlines() if line.startswith("| (")]
+    assert len(table) == len(report.targets(df))
+    assert all(line.count("|") == len(report.TARGET_COLUMNS) + 1 for line in table)
+    assert "| (c) rows where best is slower | eager | all |  | 1 | 0 of 14 | NO |" in text
+    assert "## Where `best` is slower" in text and "| eager | hot | 64 | 4.0 |" in text
+    assert "## Where" not in report.markdown(synthetic())
+
+
+def test_markdown_table_escapes_pipes_and_leaves_missing_cells_empty():
+    got = report.markdown_table(pd.DataFrame({"a": ["x|y", None], "b": [1, pd.NA]}))
+    assert got.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |", "|  |  |"]
+
+
+def test_command_line_prints_markdown_and_refuses_a_missing_folder(tmp_path, capsys):
+    synthetic().to_csv(tmp_path / "run.csv", index=False)
+    assert report.main(["--markdown", "--path", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == report.markdown(results.load(tmp_path))
+    assert report.main(["--path", str(tmp_path)]) == 0
+    assert "TARGETS, from Test Card" in capsys.readouterr().out
+    assert report.main(["--path", str(tmp_path / "gone")]) == 2
+    assert "gone does not exist" in capsys.readouterr().err
+
+
+def test_docs_performance_targets_is_the_report_of_the_recorded_run():
+    from pathlib import Path
+
+    doc = Path(report.__file__).resolve().parent.parent / "docs" / "performance-targets.md"
+    try:
+        df = results.load(results.DATA_DIR)
+    except FileNotFoundError:
+        pytest.skip("no recorded benchmark results in data/bench")
+    assert doc.read_text() == report.markdown(df), \
+        "regenerate it: python -m moe_lab.report --markdown > docs/performance-targets.md"

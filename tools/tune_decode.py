@@ -1,10 +1,10 @@
 """decode: tl.histogram (shared-memory atomics) versus a one-hot register reduction (GPU; notes script)."""
-import csv, os, sys
+import os, sys
 import torch, triton
 import triton.language as tl
-from triton.testing import do_bench_cudagraph
 import moe_lab
-from moe_lab import routing
+import pandas as pd
+from moe_lab import records, routing, timing
 from moe_lab.stages import decode, scalar_atomic, torch_ref
 
 
@@ -42,10 +42,10 @@ for dist, allids in ids_all.items():
         ra, rc = torch_ref.run(ids, 0, 32)
         def sa():
             cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, 32)
-        rec(dist=dist, slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"))
+        rec(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
         def d():
             decode.launch(ids, adj, cnt, 0, 32, num_warps=8)
-        rec(dist=dist, slots=slots, variant="decode w8", us=1000 * do_bench_cudagraph(d, return_mode="median"))
+        rec(dist=dist, slots=slots, config="decode w8", us=timing.time_us(d, "graph")[0])
         for block in (128, 256, 512, 1024, 2048):
             if block > 2 * max(slots, 128):
                 continue
@@ -53,7 +53,9 @@ for dist, allids in ids_all.items():
                 def f():
                     decode_onehot[(1,)](ids, adj, cnt, ids.numel(), 0, 32, BLOCK=block, NUM_BINS=32, num_warps=w)
                 cnt.fill_(-1)
-                us = 1000 * do_bench_cudagraph(f, return_mode="median")
-                rec(dist=dist, slots=slots, variant=f"onehot b{block} w{w}", us=us, ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)))
-with open(os.path.join(out_dir, "decode.csv"), "w", newline="") as fh:
-    wr = csv.DictWriter(fh, sorted({k for r in rows for k in r})); wr.writeheader(); wr.writerows(rows)
+                us = timing.time_us(f, "graph")[0]
+                rec(dist=dist, slots=slots, config=f"onehot b{block} w{w}", us=us, ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)))
+name = "decode.csv"
+path = records.write(pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_decode.py"),
+                     os.path.join(out_dir, name), records.TUNING)  # checked, then written whole
+print("wrote", len(rows), "rows to", path, flush=True)

@@ -1,10 +1,10 @@
 """decode: spread tl.histogram's shared-memory atomics over REP private copies of each bin (GPU; notes)."""
-import csv, os, sys
+import os, sys
 import torch, triton
 import triton.language as tl
-from triton.testing import do_bench_cudagraph
 import moe_lab
-from moe_lab import routing
+import pandas as pd
+from moe_lab import records, routing, timing
 from moe_lab.stages import decode, scalar_atomic, torch_ref
 
 
@@ -45,10 +45,10 @@ for dist, allids in ids_all.items():
         ra, rc = torch_ref.run(ids, 0, 32)
         def sa():
             cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, 32)
-        rec(dist=dist, slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"))
+        rec(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
         def d():
             decode.launch(ids, adj, cnt, 0, 32)
-        rec(dist=dist, slots=slots, variant="decode", us=1000 * do_bench_cudagraph(d, return_mode="median"))
+        rec(dist=dist, slots=slots, config="decode", us=timing.time_us(d, "graph")[0])
         for block in (1024, 2048, 4096, 8192):
             if block > 2 * slots:
                 continue
@@ -58,9 +58,11 @@ for dist, allids in ids_all.items():
                         decode_rep[(1,)](ids, adj, cnt, ids.numel(), 0, 32, BLOCK=block, NUM_BINS=32, REP=rep, DIV=div, num_warps=w)
                     cnt.fill_(-1)
                     try:
-                        us = 1000 * do_bench_cudagraph(f, return_mode="median")
+                        us = timing.time_us(f, "graph")[0]
                     except Exception as e:
-                        rec(dist=dist, slots=slots, variant=f"rep{rep}/{div} b{block} w{w}", err=str(e)[:60]); continue
-                    rec(dist=dist, slots=slots, variant=f"rep{rep}/{div} b{block} w{w}", us=us, ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)))
-with open(os.path.join(out_dir, "decode_rep.csv"), "w", newline="") as fh:
-    wr = csv.DictWriter(fh, sorted({k for r in rows for k in r})); wr.writeheader(); wr.writerows(rows)
+                        rec(dist=dist, slots=slots, config=f"rep{rep}/{div} b{block} w{w}", err=str(e)[:60]); continue
+                    rec(dist=dist, slots=slots, config=f"rep{rep}/{div} b{block} w{w}", us=us, ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)))
+name = "decode_rep.csv"
+path = records.write(pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_decode_rep.py"),
+                     os.path.join(out_dir, name), records.TUNING)  # checked, then written whole
+print("wrote", len(rows), "rows to", path, flush=True)

@@ -1,14 +1,14 @@
 """Launch-parameter exploration for the histogram and decode kernels (GPU only).
 
-Not part of the library: the lead's notes script. It times variants of block_histogram (tile size,
+Not part of the library: a notes script. It times launch configurations of block_histogram (tile size,
 warps, persistent grid) and decode (tile, warps) against the device copy and scalar_atomic, and
 writes a CSV to the folder given as argv[1]. `best`'s thresholds come from what this shows.
 """
-import csv, os, sys, time
+import os, sys, time
 import torch, triton
-from triton.testing import do_bench, do_bench_cudagraph
 import moe_lab
-from moe_lab import routing
+import pandas as pd
+from moe_lab import records, routing, timing
 from moe_lab.stages import block_histogram as bh, decode, scalar_atomic, relaxed, torch_ref
 
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
@@ -32,28 +32,28 @@ big = {d: routing.case("deepseek-v3", 1 << 20, distribution=d, ep_size=8, rank=0
        for d in ("uniform", "hot")}
 print("gen", time.time() - t0, flush=True)
 
-# 1. large: copy floor, scalar_atomic, block_histogram variants (8M slots, 32 local)
+# 1. large: copy floor, scalar_atomic, block_histogram configurations (8M slots, 32 local)
 for dist, ids in big.items():
     start, nl = 0, 32
     dst = torch.empty_like(ids)
-    rec(part="large", dist=dist, variant="copy", us=1000 * do_bench(lambda: dst.copy_(ids), return_mode="median"))
+    rec(part="large", dist=dist, config="copy", us=timing.time_us(lambda: dst.copy_(ids), "eager")[0])
     adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
     def sa():
         cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, start, nl)
-    rec(part="large", dist=dist, variant="scalar_atomic", us=1000 * do_bench(sa, return_mode="median"), ok=check(ids, start, nl, adj, cnt))
+    rec(part="large", dist=dist, config="scalar_atomic", us=timing.time_us(sa, "eager")[0], ok=check(ids, start, nl, adj, cnt))
     def rl():
         cnt.zero_(); relaxed.launch(ids, adj, cnt, start, nl)
-    rec(part="large", dist=dist, variant="relaxed", us=1000 * do_bench(rl, return_mode="median"), ok=check(ids, start, nl, adj, cnt))
+    rec(part="large", dist=dist, config="relaxed", us=timing.time_us(rl, "eager")[0], ok=check(ids, start, nl, adj, cnt))
     for block in (1024, 2048, 4096, 8192):
         for warps in (4, 8, 16):
             for pps in (0, 1, 2, 4, 8):
                 def f():
                     cnt.zero_(); bh.launch(ids, adj, cnt, start, nl, block=block, num_warps=warps, programs_per_sm=pps)
                 try:
-                    us = 1000 * do_bench(f, return_mode="median")
+                    us = timing.time_us(f, "eager")[0]
                 except Exception as e:
-                    rec(part="large", dist=dist, variant=f"bh b{block} w{warps} p{pps}", err=str(e)[:80]); continue
-                rec(part="large", dist=dist, variant=f"bh b{block} w{warps} p{pps}", us=us, ok=check(ids, start, nl, adj, cnt))
+                    rec(part="large", dist=dist, config=f"bh b{block} w{warps} p{pps}", err=str(e)[:80]); continue
+                rec(part="large", dist=dist, config=f"bh b{block} w{warps} p{pps}", us=us, ok=check(ids, start, nl, adj, cnt))
 
 # 2. num_local sweep at 8M slots, uniform, default bh config vs scalar_atomic
 ids = big["uniform"]
@@ -62,29 +62,29 @@ for nl in (1, 16, 32, 128, 256):
     for name, fn in (("scalar_atomic", scalar_atomic.launch), ("bh", bh.launch)):
         def f():
             cnt.zero_(); fn(ids, adj, cnt, 0, nl)
-        rec(part="num_local", dist="uniform", variant=name, num_local=nl, us=1000 * do_bench(f, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+        rec(part="num_local", dist="uniform", config=name, num_local=nl, us=timing.time_us(f, "eager")[0], ok=check(ids, 0, nl, adj, cnt))
 
-# 3. small sizes under graph replay: decode variants vs zeros+scalar_atomic vs zeros+bh
+# 3. small sizes under graph replay: decode configurations vs zeros+scalar_atomic vs zeros+bh
 for slots in (8, 64, 512, 2048, 4096, 8192, 16384, 32768, 65536):
     ids = big["uniform"].view(-1)[:slots].view(-1, 8).contiguous()
     nl = 32
     adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
     def z():
         cnt.zero_()
-    rec(part="small", slots=slots, variant="zeros", us=1000 * do_bench_cudagraph(z, return_mode="median"))
+    rec(part="small", slots=slots, config="zeros", us=timing.time_us(z, "graph")[0])
     dst = torch.empty_like(ids)
-    rec(part="small", slots=slots, variant="copy", us=1000 * do_bench_cudagraph(lambda: dst.copy_(ids), return_mode="median"))
+    rec(part="small", slots=slots, config="copy", us=timing.time_us(lambda: dst.copy_(ids), "graph")[0])
     def sa():
         cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, nl)
-    rec(part="small", slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+    rec(part="small", slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0], ok=check(ids, 0, nl, adj, cnt))
     def sa2():
         cnt.zero_(); relaxed.launch(ids, adj, cnt, 0, nl)
-    rec(part="small", slots=slots, variant="relaxed", us=1000 * do_bench_cudagraph(sa2, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+    rec(part="small", slots=slots, config="relaxed", us=timing.time_us(sa2, "graph")[0], ok=check(ids, 0, nl, adj, cnt))
     for block in (1024, 2048, 4096):
         for pps in (0, 1):
             def f():
                 cnt.zero_(); bh.launch(ids, adj, cnt, 0, nl, block=block, num_warps=8 if block >= 2048 else 4, programs_per_sm=pps)
-            rec(part="small", slots=slots, variant=f"zeros+bh b{block} p{pps}", us=1000 * do_bench_cudagraph(f, return_mode="median"), ok=check(ids, 0, nl, adj, cnt))
+            rec(part="small", slots=slots, config=f"zeros+bh b{block} p{pps}", us=timing.time_us(f, "graph")[0], ok=check(ids, 0, nl, adj, cnt))
     if slots <= 65536:
         for block in (256, 1024, 2048, 4096, 8192):
             if block > 4 * max(slots, 256):
@@ -94,12 +94,13 @@ for slots in (8, 64, 512, 2048, 4096, 8192, 16384, 32768, 65536):
                     decode.launch(ids, adj, cnt, 0, nl, block=block, num_warps=warps)
                 cnt.fill_(7)
                 try:
-                    us = 1000 * do_bench_cudagraph(f, return_mode="median")
+                    us = timing.time_us(f, "graph")[0]
                 except Exception as e:
-                    rec(part="small", slots=slots, variant=f"decode b{block} w{warps}", err=str(e)[:80]); continue
-                rec(part="small", slots=slots, variant=f"decode b{block} w{warps}", us=us, ok=check(ids, 0, nl, adj, cnt))
+                    rec(part="small", slots=slots, config=f"decode b{block} w{warps}", err=str(e)[:80]); continue
+                rec(part="small", slots=slots, config=f"decode b{block} w{warps}", us=us, ok=check(ids, 0, nl, adj, cnt))
 
-keys = sorted({k for r in rows for k in r})
-with open(os.path.join(out_dir, "tune.csv"), "w", newline="") as fh:
-    w = csv.DictWriter(fh, keys); w.writeheader(); w.writerows(rows)
+name = "tune.csv"
+path = records.write(pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_gpu.py"),
+                     os.path.join(out_dir, name), records.TUNING)  # checked, then written whole
+print("wrote", len(rows), "rows to", path, flush=True)
 print("done", time.time() - t0)

@@ -1,12 +1,12 @@
 """Exploration for the one_launch stage (GPU only): tile, warps, grid cap; plus a race stress test.
 
-The lead's notes script, like tune_gpu.py. Writes one_launch.csv into argv[1].
+A notes script, like tune_gpu.py. Writes one_launch.csv into argv[1].
 """
-import csv, os, sys, time
+import os, sys, time
 import torch, triton
-from triton.testing import do_bench, do_bench_cudagraph
 import moe_lab
-from moe_lab import routing
+import pandas as pd
+from moe_lab import records, routing, timing
 from moe_lab.stages import block_histogram as bh, decode, one_launch, scalar_atomic, torch_ref
 
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
@@ -52,17 +52,17 @@ for dist, ids in big.items():
     for nl in (32, 256) if dist == "uniform" else (32,):
         adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
         dst = torch.empty_like(ids)
-        rec(part="large", dist=dist, nl=nl, variant="copy", us=1000 * do_bench(lambda: dst.copy_(ids), return_mode="median"))
+        rec(part="large", dist=dist, nl=nl, config="copy", us=timing.time_us(lambda: dst.copy_(ids), "eager")[0])
         def f():
             cnt.zero_(); bh.launch(ids, adj, cnt, 0, nl, block=4096, num_warps=4, programs_per_sm=0)
-        rec(part="large", dist=dist, nl=nl, variant="zeros+bh b4096 w4 p0", us=1000 * do_bench(f, return_mode="median"), ok=ok(ids, nl, adj, cnt))
+        rec(part="large", dist=dist, nl=nl, config="zeros+bh b4096 w4 p0", us=timing.time_us(f, "eager")[0], ok=ok(ids, nl, adj, cnt))
         for block in (1024, 2048, 4096, 8192):
             for warps in (4, 8):
                 for pps in (2, 4, 8, 16, 64):
                     def f():
                         one_launch.launch(ids, adj, cnt, 0, nl, block=block, num_warps=warps, programs_per_sm=pps)
                     cnt.fill_(-3)
-                    rec(part="large", dist=dist, nl=nl, variant=f"ol b{block} w{warps} p{pps}", us=1000 * do_bench(f, return_mode="median"), ok=ok(ids, nl, adj, cnt))
+                    rec(part="large", dist=dist, nl=nl, config=f"ol b{block} w{warps} p{pps}", us=timing.time_us(f, "eager")[0], ok=ok(ids, nl, adj, cnt))
 
 for slots in (8, 64, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144):
     ids = big["uniform"].view(-1)[:slots].view(-1, 8).contiguous()
@@ -70,11 +70,11 @@ for slots in (8, 64, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144):
     adj = torch.empty_like(ids); cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
     def sa():
         cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, nl)
-    rec(part="small", slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"))
+    rec(part="small", slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
     if slots <= 4096:
         def d():
             decode.launch(ids, adj, cnt, 0, nl)
-        rec(part="small", slots=slots, variant="decode", us=1000 * do_bench_cudagraph(d, return_mode="median"), ok=ok(ids, nl, adj, cnt))
+        rec(part="small", slots=slots, config="decode", us=timing.time_us(d, "graph")[0], ok=ok(ids, nl, adj, cnt))
     for block in (128, 256, 512, 1024, 2048, 4096):
         if block > 2 * max(slots, 128):
             continue
@@ -83,9 +83,10 @@ for slots in (8, 64, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144):
                 def f():
                     one_launch.launch(ids, adj, cnt, 0, nl, block=block, num_warps=warps, programs_per_sm=pps)
                 cnt.fill_(-3)
-                rec(part="small", slots=slots, variant=f"ol b{block} w{warps} p{pps}", us=1000 * do_bench_cudagraph(f, return_mode="median"), ok=ok(ids, nl, adj, cnt))
+                rec(part="small", slots=slots, config=f"ol b{block} w{warps} p{pps}", us=timing.time_us(f, "graph")[0], ok=ok(ids, nl, adj, cnt))
 
-keys = sorted({k for r in rows for k in r})
-with open(os.path.join(out_dir, "one_launch.csv"), "w", newline="") as fh:
-    w = csv.DictWriter(fh, keys); w.writeheader(); w.writerows(rows)
+name = "one_launch.csv"
+path = records.write(pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_one_launch.py"),
+                     os.path.join(out_dir, name), records.TUNING)  # checked, then written whole
+print("wrote", len(rows), "rows to", path, flush=True)
 print("done")

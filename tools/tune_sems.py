@@ -1,9 +1,9 @@
 """one_launch: cost of the atomics' memory ordering under CUDA-graph replay (GPU only; notes script)."""
-import csv, os, sys
+import os, sys
 import torch
-from triton.testing import do_bench_cudagraph
 import moe_lab
-from moe_lab import routing
+import pandas as pd
+from moe_lab import records, routing, timing
 from moe_lab.stages import decode, one_launch, scalar_atomic, torch_ref
 
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
@@ -23,19 +23,21 @@ for slots in (8, 512, 1024, 2048, 4096, 8192, 16384, 65536):
     ra, rc = torch_ref.run(ids, 0, 32)
     def sa():
         cnt.zero_(); scalar_atomic.launch(ids, adj, cnt, 0, 32)
-    rec(slots=slots, variant="scalar_atomic", us=1000 * do_bench_cudagraph(sa, return_mode="median"))
+    rec(slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
     for w in (4, 8):
         def d():
             decode.launch(ids, adj, cnt, 0, 32, num_warps=w)
-        rec(slots=slots, variant=f"decode w{w}", us=1000 * do_bench_cudagraph(d, return_mode="median"))
+        rec(slots=slots, config=f"decode w{w}", us=timing.time_us(d, "graph")[0])
     for add_sem, ticket_sem in (("acq_rel", "acq_rel"), ("relaxed", "acq_rel"), ("relaxed", "relaxed")):
         for block in (128, 256, 512, 1024):
             for w in (2, 4):
                 def f():
                     one_launch.launch(ids, adj, cnt, 0, 32, block=block, num_warps=w, ADD_SEM=add_sem, TICKET_SEM=ticket_sem)
                 cnt.fill_(-1)
-                us = 1000 * do_bench_cudagraph(f, return_mode="median")
+                us = timing.time_us(f, "graph")[0]
                 good = bool(torch.equal(adj, ra) and torch.equal(cnt, rc))
-                rec(slots=slots, variant=f"ol {add_sem}/{ticket_sem} b{block} w{w}", us=us, ok=good)
-with open(os.path.join(out_dir, "sems.csv"), "w", newline="") as fh:
-    wr = csv.DictWriter(fh, sorted({k for r in rows for k in r})); wr.writeheader(); wr.writerows(rows)
+                rec(slots=slots, config=f"ol {add_sem}/{ticket_sem} b{block} w{w}", us=us, ok=good)
+name = "sems.csv"
+path = records.write(pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_sems.py"),
+                     os.path.join(out_dir, name), records.TUNING)  # checked, then written whole
+print("wrote", len(rows), "rows to", path, flush=True)
