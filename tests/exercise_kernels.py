@@ -401,7 +401,7 @@ MISTAKES = [
     ("naive", "non-local slots never stored", naive_no_else_store, "store -1 in the else branch"),
     ("naive", "counts updated without an atomic", naive_plain_store_count, "tl.atomic_add"),
     ("block_size", "non-power-of-two block (170 for topk 6)", block_size_not_power_of_two,
-     "next_power_of_2"),
+     "round it up to a power of two"),
     ("block_size", "float block size", block_size_float, "return an int"),
     ("masked_block", "missing mask on load and store", masked_block_no_mask, "mask the load"),
     ("masked_block", "missing mask on the store", masked_block_no_store_mask, "mask the store"),
@@ -439,3 +439,379 @@ def masked_block_done_but_marker_left(ids_ptr, adjusted_ptr, count_ptr, num_tota
     adjusted = tl.where(is_local, ids - start, -1)
     tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
     tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)
+
+
+# ---------------------------------------------------------------------------- read-modify-write mistakes
+
+
+@triton.jit
+def masked_block_load_store_counts(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                                   BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local)
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    old = tl.load(count_ptr + adjusted, mask=is_local, other=0)  # MISTAKE: read-modify-write; two lanes
+    tl.store(count_ptr + adjusted, old + 1, mask=is_local)  # on one expert keep one update
+
+
+@triton.jit
+def masked_block_xchg_counts(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                             BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local)
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    old = tl.load(count_ptr + adjusted, mask=is_local, other=0)
+    tl.atomic_xchg(count_ptr + adjusted, old + 1, mask=is_local)  # MISTAKE: an atomic, but not an add
+
+
+@triton.jit
+def masked_block_cas_counts(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                            BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local)
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    target = tl.where(is_local, adjusted, 0)
+    old = tl.load(count_ptr + target, mask=is_local, other=0)
+    tl.atomic_cas(count_ptr + target, old, old + is_local.to(tl.int32))  # MISTAKE: cas of a stale read
+
+
+# ------------------------------------------------------------------------------------------------ relaxed
+
+
+@triton.jit
+def relaxed_solution(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local)
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    tl.atomic_add(count_ptr + adjusted, 1, mask=is_local, sem="relaxed")
+
+
+@triton.jit
+def relaxed_stub(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
+    pass  # YOUR CODE HERE
+
+
+@triton.jit
+def relaxed_default_sem(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local)
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    tl.atomic_add(count_ptr + adjusted, 1, mask=is_local)  # MISTAKE: the default sem, acq_rel
+
+
+@triton.jit
+def relaxed_unmasked_atomic(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                            BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    is_local = (ids >= start) & (ids < start + num_local)
+    adjusted = tl.where(is_local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, adjusted, mask=in_bounds)
+    tl.atomic_add(count_ptr + adjusted, 1, mask=in_bounds, sem="relaxed")  # MISTAKE: -1 slots counted
+
+
+# ------------------------------------------------------------------------------------------------- decode
+
+
+@triton.jit
+def decode_solution(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                    BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    counts = tl.full([NUM_BINS], 0, tl.int32)
+    for tile in range(0, (num_total + BLOCK - 1) // BLOCK):
+        offs = tile * BLOCK + tl.arange(0, BLOCK)
+        in_bounds = offs < num_total
+        ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+        local = (ids >= start) & (ids < start + num_local)
+        local_expert = tl.where(local, ids - start, -1)
+        tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.store(count_ptr + bins, counts, mask=bins < num_local)
+
+
+@triton.jit
+def decode_stub(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    pass  # YOUR CODE HERE
+
+
+@triton.jit
+def decode_atomic_counts(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                         BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    counts = tl.full([NUM_BINS], 0, tl.int32)
+    for tile in range(0, (num_total + BLOCK - 1) // BLOCK):
+        offs = tile * BLOCK + tl.arange(0, BLOCK)
+        in_bounds = offs < num_total
+        ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+        local = (ids >= start) & (ids < start + num_local)
+        local_expert = tl.where(local, ids - start, -1)
+        tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(count_ptr + bins, counts, mask=bins < num_local)  # MISTAKE: adds into poison
+
+
+@triton.jit
+def decode_nonzero_only(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                        BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    counts = tl.full([NUM_BINS], 0, tl.int32)
+    for tile in range(0, (num_total + BLOCK - 1) // BLOCK):
+        offs = tile * BLOCK + tl.arange(0, BLOCK)
+        in_bounds = offs < num_total
+        ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+        local = (ids >= start) & (ids < start + num_local)
+        local_expert = tl.where(local, ids - start, -1)
+        tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.store(count_ptr + bins, counts, mask=(bins < num_local) & (counts > 0))  # MISTAKE: zeros skipped
+
+
+@triton.jit
+def decode_first_tile_only(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                           BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.arange(0, BLOCK)  # MISTAKE: one tile, no loop over the rest of the input
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    counts = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.store(count_ptr + bins, counts, mask=bins < num_local)
+
+
+@triton.jit
+def decode_no_hist_mask(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local,
+                        BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    counts = tl.full([NUM_BINS], 0, tl.int32)
+    for tile in range(0, (num_total + BLOCK - 1) // BLOCK):
+        offs = tile * BLOCK + tl.arange(0, BLOCK)
+        in_bounds = offs < num_total
+        ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+        local = (ids >= start) & (ids < start + num_local)
+        local_expert = tl.where(local, ids - start, -1)
+        tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS)  # MISTAKE: -1 reaches a bin
+    bins = tl.arange(0, NUM_BINS)
+    tl.store(count_ptr + bins, counts, mask=bins < num_local)
+
+
+# ------------------------------------------------------------------------------------------------- ticket
+
+
+@triton.jit
+def ticket_solution(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                    BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist, mask=bins < num_local)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(scratch_ptr + NUM_BINS, 1)
+    if ticket == tl.num_programs(0) - 1:
+        totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=bins < num_local)
+        tl.store(count_ptr + bins, totals, mask=bins < num_local)
+        tl.atomic_xchg(scratch_ptr + NUM_BINS, 0)
+
+
+@triton.jit
+def ticket_stub(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    pass  # YOUR CODE HERE
+
+
+@triton.jit
+def ticket_highest_pid_is_last(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                               BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist, mask=bins < num_local)
+    tl.debug_barrier()
+    if tl.program_id(0) == tl.num_programs(0) - 1:  # MISTAKE: the highest id need not finish last
+        totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=bins < num_local)
+        tl.store(count_ptr + bins, totals, mask=bins < num_local)
+
+
+@triton.jit
+def ticket_scratch_not_cleared(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                               BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist, mask=bins < num_local)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(scratch_ptr + NUM_BINS, 1)
+    if ticket == tl.num_programs(0) - 1:
+        totals = tl.atomic_add(scratch_ptr + bins, 0, mask=bins < num_local)  # MISTAKE: read, not cleared
+        tl.store(count_ptr + bins, totals, mask=bins < num_local)
+        tl.atomic_xchg(scratch_ptr + NUM_BINS, 0)
+
+
+@triton.jit
+def ticket_relaxed_ticket(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                          BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist, mask=bins < num_local)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(scratch_ptr + NUM_BINS, 1, sem="relaxed")  # MISTAKE: publishes nothing
+    if ticket == tl.num_programs(0) - 1:
+        totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=bins < num_local)
+        tl.store(count_ptr + bins, totals, mask=bins < num_local)
+        tl.atomic_xchg(scratch_ptr + NUM_BINS, 0)
+
+
+@triton.jit
+def ticket_totals_by_load(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                          BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist, mask=bins < num_local)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(scratch_ptr + NUM_BINS, 1)
+    if ticket == tl.num_programs(0) - 1:
+        totals = tl.load(scratch_ptr + bins, mask=bins < num_local, other=0)  # MISTAKE: may be stale
+        tl.store(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=bins < num_local)
+        tl.store(count_ptr + bins, totals, mask=bins < num_local)
+        tl.atomic_xchg(scratch_ptr + NUM_BINS, 0)
+
+
+@triton.jit
+def ticket_no_barrier(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                      BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist, mask=bins < num_local)
+    ticket = tl.atomic_add(scratch_ptr + NUM_BINS, 1)  # MISTAKE: no barrier before the ticket
+    if ticket == tl.num_programs(0) - 1:
+        totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=bins < num_local)
+        tl.store(count_ptr + bins, totals, mask=bins < num_local)
+        tl.atomic_xchg(scratch_ptr + NUM_BINS, 0)
+
+
+@triton.jit
+def ticket_bins_unmasked(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, start, num_local,
+                         BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = offs < num_total
+    ids = tl.load(ids_ptr + offs, mask=in_bounds, other=-1)
+    local = (ids >= start) & (ids < start + num_local)
+    local_expert = tl.where(local, ids - start, -1)
+    tl.store(adjusted_ptr + offs, local_expert, mask=in_bounds)
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
+    bins = tl.arange(0, NUM_BINS)
+    tl.atomic_add(scratch_ptr + bins, hist)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(scratch_ptr + NUM_BINS, 1)
+    if ticket == tl.num_programs(0) - 1:
+        totals = tl.atomic_xchg(scratch_ptr + bins, tl.full([NUM_BINS], 0, tl.int32))
+        tl.store(count_ptr + bins, totals)  # MISTAKE: bins >= num_local are not counters
+        tl.atomic_xchg(scratch_ptr + NUM_BINS, 0)
+
+
+# -------------------------------------------------------------------------------------------------- debug
+
+
+@triton.jit
+def debug_solution(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
+    slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid_slot = slot < num_total
+    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
+    local = (expert >= start) & (expert < start + num_local)
+    local_expert = tl.where(local, expert - start, -1)
+    tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
+    tl.atomic_add(count_ptr + local_expert, 1, mask=local)
+
+
+@triton.jit
+def debug_stub(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
+    pass  # YOUR CODE HERE: the fixed kernel
+
+
+def _debug_planted():
+    from moe_lab.exercises import buggy_kernel
+
+    return buggy_kernel()
+
+
+debug_planted = _debug_planted()
+
+
+SOLUTIONS.update(relaxed=relaxed_solution, decode=decode_solution, ticket=ticket_solution,
+                 debug=debug_solution)
+STUBS.update(relaxed=relaxed_stub, decode=decode_stub, ticket=ticket_stub, debug=debug_stub)
+
+USE_AN_ATOMIC = "use an atomic"
+MISTAKES += [
+    ("masked_block", "read-modify-write with tl.load + tl.store", masked_block_load_store_counts,
+     USE_AN_ATOMIC),
+    ("masked_block", "read-modify-write with atomic_xchg", masked_block_xchg_counts, USE_AN_ATOMIC),
+    ("masked_block", "read-modify-write with atomic_cas", masked_block_cas_counts, USE_AN_ATOMIC),
+    ("debug", "the planted bug itself (other=0)", debug_planted, "padded slots loaded as 0?"),
+    ("debug", "missing mask on load and store", masked_block_no_mask, "mask the load"),
+    ("relaxed", "the default sem (acq_rel)", relaxed_default_sem, 'sem="relaxed"'),
+    ("relaxed", "atomic masked with the in-bounds mask only", relaxed_unmasked_atomic,
+     "mask the atomic with the local mask"),
+    ("relaxed", "read-modify-write with tl.load + tl.store", masked_block_load_store_counts, USE_AN_ATOMIC),
+    ("decode", "counters accumulated into poison", decode_atomic_counts, "store its final histogram"),
+    ("decode", "zero counters not stored", decode_nonzero_only, "zeros included"),
+    ("decode", "one tile only, no loop", decode_first_tile_only, "a slot was never stored"),
+    ("decode", "tl.histogram without mask=", decode_no_hist_mask, "tl.histogram needs mask="),
+    ("ticket", "highest program id taken as last", ticket_highest_pid_is_last, "take a ticket"),
+    ("ticket", "scratch not cleared", ticket_scratch_not_cleared, "back to zero"),
+    ("ticket", "relaxed ticket", ticket_relaxed_ticket, "keep the ticket acq_rel"),
+    ("ticket", "totals read with tl.load", ticket_totals_by_load, "not tl.load"),
+    ("ticket", "no barrier before the ticket", ticket_no_barrier, "tl.debug_barrier()"),
+    ("ticket", "bins >= num_local not masked", ticket_bins_unmasked, "mask bins >= num_local"),
+]

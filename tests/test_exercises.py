@@ -1,7 +1,7 @@
 """The exercise checkers (moe_lab.exercises) catch every planted mistake and pass every solution.
 
 The kernels live in tests/exercise_kernels.py: one solution per exercise and, for each classic mistake,
-a copy of the solution with that one mistake planted. Each test reads what ``check`` printed.
+a copy of the solution with that one mistake planted. Each test reads the report ``check`` returned.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from moe_lab import exercises, interp, verify
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _check(capsys, name, solution) -> tuple[bool, str]:
-    ok = exercises.check(name, solution)
-    return ok, capsys.readouterr().out
+def _check(capsys, name, solution, **kw) -> tuple[bool, str]:
+    result = exercises.check(name, solution, **kw)
+    assert isinstance(result, exercises.CheckResult)
+    assert capsys.readouterr().out == ""  # nothing printed: the result object is the report
+    return bool(result), result.text + "\n"
 
 
 @pytest.mark.parametrize("name", list(K.SOLUTIONS))
@@ -61,7 +63,8 @@ def test_planted_mistake_is_caught_with_its_hint(capsys, exercise, mistake, plan
 
 
 def test_every_exercise_in_the_spec_has_solution_stub_and_mistakes():
-    assert list(exercises.EXERCISES) == ["naive", "block_size", "masked_block", "block_histogram"]
+    assert list(exercises.EXERCISES) == ["naive", "debug", "block_size", "masked_block", "relaxed",
+                                         "block_histogram", "decode", "ticket"]
     planted = {m[0] for m in K.MISTAKES}
     assert planted == set(exercises.EXERCISES)
     for ex in exercises.EXERCISES.values():
@@ -168,7 +171,7 @@ def test_wrong_objects_are_reported_not_raised(capsys):
 
 
 def test_unknown_exercise_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="name must be one of 'naive', 'block_size'"):
+    with pytest.raises(ValueError, match="name must be one of 'naive', 'debug', 'block_size'"):
         exercises.check("nave", K.naive_solution)
 
 
