@@ -119,6 +119,21 @@ def sweep(tokens=TOKENS, run_id=None):
     return out, failures
 
 
+def load(path=None):
+    """The newest recorded run (a DataFrame) from ``path`` (default ``data/dispatch/``), or None."""
+    import pandas as pd
+
+    folder = Path(path) if path is not None else DATA_DIR
+    files = sorted(folder.glob("dispatch_*.csv")) if folder.is_dir() else []
+    if not files:
+        return None
+    df = pd.read_csv(files[-1])
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{files[-1]} is not a dispatch benchmark CSV: it lacks columns {missing}")
+    return df
+
+
 def targets(rows) -> str:
     """The targets table, graph replay: fused vs the chain's device part and vs the gather."""
     import pandas as pd

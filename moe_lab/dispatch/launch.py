@@ -15,7 +15,7 @@ MAX_BINS = 1024
 """Most local experts the register histograms hold."""
 ONE_HOT = 4096
 """Elements of the ``[slots, bins]`` one-hot tiles: big enough to stream, small enough for registers."""
-TABLE = 8192
+TABLE = 4096
 """Most entries in the table of tile histograms that every second-launch program reads."""
 COPY_COLS = 1024
 """Bytes of a row that one second-launch program copies (7168-byte rows: 7 programs per tile)."""

@@ -14,7 +14,7 @@ copy the fp8 rows and scales; fill programs write ``m_indices``.
 
 Nothing persists between calls: the table and the slot lists live in a scratch buffer allocated per
 call and written completely before it is read (nothing needs zeroing). Reading the table again in
-every program is the price of that; the launch rules keep the table at most 8192 entries.
+every program is the price of that; the launch rules keep the table at most 4096 entries.
 """
 
 from __future__ import annotations
