@@ -46,8 +46,10 @@ CASES = [  # (tokens, topk, experts in total, start, num_local, id dtype, packed
     (1, 8, 64, 0, 8, torch.int32, False, 0),
     (127, 6, 80, 20, 20, torch.int64, True, 0),
     (128, 1, 16, 8, 8, torch.int32, False, 0),
-    (129, 8, 512, 256, 256, torch.int32, True, 9),
+    (129, 8, 64, 8, 8, torch.int32, True, 9),
+    (40, 8, 512, 256, 256, torch.int32, False, 3),
     (600, 8, 256, 32, 32, torch.int64, False, 100),
+    (33, 2, 8, 5, 1, torch.int32, False, 0),
 ]
 
 

@@ -7,7 +7,10 @@ interpreter lets through but the compiler refuses. Prints each kernel's register
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TRITON_INTERPRET", "0")
 
@@ -23,6 +26,18 @@ TARGET = GPUTarget("cuda", 90, 32)
 def build(kernel, signature, constexprs):
     src = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
     return triton.compile(src, target=TARGET)
+
+
+def resources(cubin: bytes) -> str:
+    """Registers and spill bytes of a cubin, from the cuobjdump that ships with Triton."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+    found = re.search(r"REG:(\d+).*?STACK:(\d+).*?SHARED:(\d+).*?LOCAL:(\d+)", out)
+    return (f"{found[1]} registers, stack {found[2]} B, shared {found[3]} B, local (spills) {found[4]} B"
+            if found else "resource usage not found")
 
 
 def main() -> int:
@@ -43,8 +58,8 @@ def main() -> int:
                            "BINS": "constexpr", "TABLE_ROWS": "constexpr", "COPY_COLS": "constexpr",
                            "COPY_ROWS": "constexpr", "COL_BLOCKS": "constexpr", "SCALE_BLOCK": "constexpr",
                            "FILL_ROWS": "constexpr", "FILL_BLOCK": "constexpr", "SKIP_PADDING": "constexpr"},
-                          {"TILE": 1024, "BINS": 32, "TABLE_ROWS": 128, "COPY_COLS": 1024, "COPY_ROWS": 16,
-                           "COL_BLOCKS": 7, "SCALE_BLOCK": 64, "FILL_ROWS": 4096, "FILL_BLOCK": 512,
+                          {"TILE": 1024, "BINS": 32, "TABLE_ROWS": 64, "COPY_COLS": 1024, "COPY_ROWS": 4,
+                           "COL_BLOCKS": 7, "SCALE_BLOCK": 64, "FILL_ROWS": 4096, "FILL_BLOCK": 1024,
                            "SKIP_PADDING": True}),
         "prefix_kernel": (chain.prefix_kernel,
                           {"aligned_ptr": p, "start_ptr": p, "m_ptr": p, "num_local": i32,
@@ -56,11 +71,21 @@ def main() -> int:
                             "scale_cols": i32, "HIDDEN_BLOCK": "constexpr", "SCALE_BLOCK": "constexpr"},
                            {"HIDDEN_BLOCK": 8192, "SCALE_BLOCK": 64}),
     }
+    # the extremes of the launch rules: one local expert, 256 (one-hot tiles of 16 slots), packed scales
+    for bins, rank_block, table, fill, scale in ((1, 256, 256, 1024, "*fp32"), (256, 16, 8, 1024, "*i32")):
+        k, sig, consts = jobs["rank_kernel"]
+        jobs[f"rank_kernel BINS={bins}"] = (k, sig, {**consts, "BINS": bins, "RANK_BLOCK": rank_block,
+                                                     "TILE": rank_block * 4})
+        k, sig, consts = jobs["layout_kernel"]
+        jobs[f"layout_kernel BINS={bins} {scale}"] = (
+            k, {**sig, "scales_ptr": scale, "out_scales_ptr": scale},
+            {**consts, "BINS": bins, "TABLE_ROWS": table, "SCALE_BLOCK": 16,
+             "SKIP_PADDING": False})
     for name, (kernel, sig, consts) in jobs.items():
         compiled = build(kernel, sig, consts)
         ptx = compiled.asm["ptx"]
         print(f"{name}: compiled for sm_90, {len(ptx.splitlines())} PTX lines, "
-              f"{ptx.count('bar.sync')} bar.sync, {ptx.count('atom.')} atomics")
+              f"{ptx.count('bar.sync')} bar.sync, {ptx.count('atom.')} atomics; {resources(compiled.asm['cubin'])}")
     return 0
 
 

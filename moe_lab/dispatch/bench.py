@@ -11,7 +11,8 @@ then times, eager (``do_bench``) and under CUDA-graph replay (``do_bench_cudagra
 * ``chain``: the whole chain it replaces, host round trips included (eager only, same reason);
 * ``chain_device``: the chain's device part (memset, recombination, prefix, atomic scatter, scale
   transposition) on buffers sized beforehand;
-* ``gather``: ``index_select`` of the same row bytes into the same order: the data-movement floor.
+* ``gather``: ``index_select`` of the same row bytes into the same order: the data-movement floor;
+* ``fused_wide_copy``: ``fused`` with 16 KB copy steps instead of 4 KB (graph only): a launch-rule probe.
 
 Writes ``dispatch_<run_id>.csv`` (one row per path, mode and size, with provenance) under ``--out``
 (default ``$OUT``, else ``data/dispatch/``), prints the targets table, and exits 1 if any check failed.
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .. import backend, records, timing
-from . import chain, compare
+from . import chain, compare, launch
 from .op import prepare_dispatch
 from .reference import prepare_dispatch_reference
 
@@ -85,12 +86,20 @@ def paths(ids, x, scales, want) -> dict:
     x_bytes = x.view(torch.uint8)
     gathered = torch.empty(tokens.numel(), HIDDEN, dtype=torch.uint8, device=ids.device)
     both, eager = ("eager", "graph"), ("eager",)
+
+    def wide():  # the same op with 16 KB copy steps (fewer, fatter programs): a launch-rule probe
+        old, launch.COPY_BYTES = launch.COPY_BYTES, 16384
+        try:
+            return prepare_dispatch(ids, START, NUM_LOCAL, x, scales, graph_safe=True)
+        finally:
+            launch.COPY_BYTES = old
     return {
         "fused": (lambda: prepare_dispatch(ids, START, NUM_LOCAL, x, scales, graph_safe=True), both),
         "fused_sync": (lambda: prepare_dispatch(ids, START, NUM_LOCAL, x, scales), eager),
         "chain": (lambda: chain.run(ids, START, NUM_LOCAL, x, scales), eager),
         "chain_device": (lambda: chain.device_part(ids, START, NUM_LOCAL, x, scales, aligned, bufs), both),
         "gather": (lambda: torch.index_select(x_bytes, 0, tokens, out=gathered), both),
+        "fused_wide_copy": (wide, ("graph",)),
     }
 
 

@@ -19,10 +19,13 @@ TABLE = 4096
 """Most entries in the table of tile histograms that every second-launch program reads."""
 COPY_COLS = 1024
 """Bytes of a row that one second-launch program copies (7168-byte rows: 7 programs per tile)."""
-COPY_BYTES = 16384
-"""Bytes one copy step moves: ``COPY_BYTES // COPY_COLS`` rows at a time."""
+COPY_BYTES = 4096
+"""Bytes one copy step moves: ``COPY_BYTES // COPY_COLS`` rows at a time. 4096 keeps the second
+launch near 84 registers a thread on sm_90 (16384 needs 242: two programs per SM instead of six)."""
 FILL_ROWS = 4096
-"""``m_indices`` entries written by one fill program."""
+"""Rows past the last expert block that one tail program marks ``-1`` (graph-safe mode)."""
+FILL_BLOCK = 1024
+"""``m_indices`` entries a fill program writes per step."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class Plan:
     copy_cols: int     # columns of x per copy program
     col_blocks: int    # copy programs per tile
     copy_rows: int     # rows per copy step
-    fill_programs: int
-    fill_block: int    # rows per step of a fill program
+    fill_programs: int  # tail programs of the graph-safe mode
+    fill_block: int     # rows per step of a fill program
 
 
 def plan(num_slots: int, num_local: int, hidden: int, rows_cap: int) -> Plan:
@@ -49,7 +52,6 @@ def plan(num_slots: int, num_local: int, hidden: int, rows_cap: int) -> Plan:
     tile = triton.cdiv(triton.cdiv(max(num_slots, 1), tiles), rank_block) * rank_block
     tiles = max(1, triton.cdiv(num_slots, tile))
     copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden))
-    fill_block = max(16, min(1024, 4 * ONE_HOT // bins))
     return Plan(bins=bins, rank_block=rank_block, tile=tile, tiles=tiles, copy_cols=copy_cols,
                 col_blocks=triton.cdiv(hidden, copy_cols), copy_rows=max(1, COPY_BYTES // copy_cols),
-                fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)), fill_block=fill_block)
+                fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)), fill_block=FILL_BLOCK)

@@ -10,7 +10,8 @@ rebuilds from it what it needs: the expert totals, their prefix rounded up to ``
 (``offsets``), and the rows that tiles before its own give each expert. A slot's destination row is
 then ``offsets[e] + rows of e in earlier tiles + rank``: no atomics, so the order inside an expert is
 slot order and the bits are the same every run. Copy programs (one per tile and per 1024 columns)
-copy the fp8 rows and scales; fill programs write ``m_indices``.
+copy the fp8 rows and scales; fill programs (one per expert, plus, in the graph-safe mode, some for
+the rows past ``M``) write ``m_indices``.
 
 Nothing persists between calls: the table and the slot lists live in a scratch buffer allocated per
 call and written completely before it is read (nothing needs zeroing). Reading the table again in
@@ -116,19 +117,25 @@ def layout_kernel(adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, hist_pt
                 tl.store(out_scales_ptr + g[None, :].to(tl.int64) * scale_stride + row[:, None], s, mask=sm)
     else:
         fill = pid - copy_programs
-        for first in range(fill * FILL_ROWS, fill * FILL_ROWS + FILL_ROWS, FILL_BLOCK):
-            r = first + tl.arange(0, FILL_BLOCK)
-            # the expert of row r: how many blocks end at or before it
-            expert = tl.sum(((r[:, None] >= ends[None, :]) & is_bin[None, :]).to(tl.int32), axis=1)
-            hit = expert[:, None] == bins[None, :]
-            block_start = tl.sum(tl.where(hit, starts[None, :], 0), axis=1)
-            count = tl.sum(tl.where(hit, totals[None, :], 0), axis=1)
-            inside = expert < num_local  # rows past the last block (graph-safe sizing) belong to none
-            if SKIP_PADDING:
-                mark = tl.where(inside & (r - block_start < count), expert, -1)
-            else:
-                mark = tl.where(inside, expert, -1)
-            tl.store(m_ptr + r, mark, mask=r < rows_cap)
+        r_block = tl.arange(0, FILL_BLOCK)
+        if fill < num_local:  # one program per expert writes its block of m_indices
+            pick = bins == fill
+            first = tl.sum(tl.where(pick, starts, 0), axis=0)
+            real = tl.sum(tl.where(pick, totals, 0), axis=0)  # rows that hold a slot's copy
+            size = tl.sum(tl.where(pick, aligned, 0), axis=0)
+            for r0 in range(0, size, FILL_BLOCK):
+                r = r0 + r_block
+                if SKIP_PADDING:
+                    mark = tl.where(r < real, fill, -1)  # padding rows: -1, a grouped GEMM skips them
+                else:
+                    mark = tl.full([FILL_BLOCK], 0, tl.int32) + fill  # padding rows: their expert
+                tl.store(m_ptr + first + r, mark, mask=r < size)
+        else:  # rows past the last block (graph-safe sizing) belong to no expert
+            num_rows = tl.sum(aligned, axis=0)
+            tail = fill - num_local
+            for r0 in range(tail * FILL_ROWS, tail * FILL_ROWS + FILL_ROWS, FILL_BLOCK):
+                r = r0 + r_block
+                tl.store(m_ptr + r, tl.full([FILL_BLOCK], -1, tl.int32), mask=(r >= num_rows) & (r < rows_cap))
 
 
 @dataclass
@@ -195,8 +202,9 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     rank_kernel[(p.tiles,)](topk_ids, adjusted, index, slot_list, rank_list, hist, num_total, a.start,
                             a.num_local, TILE=p.tile, RANK_BLOCK=p.rank_block, BINS=p.bins, num_warps=4)
     x_bytes = x.view(torch.uint8)  # a byte copy: bit-exact, and the interpreter needs no fp8 support
-    table_rows = max(1, min(triton.next_power_of_2(p.tiles), 4096 // p.bins))
-    grid = p.tiles * p.col_blocks + p.fill_programs
+    table_rows = max(1, min(triton.next_power_of_2(p.tiles), 2048 // p.bins))
+    tail_programs = p.fill_programs if graph_safe else 0  # eager results stop at M: no tail to mark
+    grid = p.tiles * p.col_blocks + a.num_local + tail_programs
     layout_kernel[(grid,)](adjusted, index, slot_list, rank_list, hist,
                            x_bytes, x.stride(0), scales, scales.stride(0), scales.stride(1),
                            rows.view(torch.uint8), scale_store, stride, counts, offsets, m_indices,
