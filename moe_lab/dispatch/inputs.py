@@ -86,5 +86,5 @@ def max_rows(num_slots: int, num_local: int, align: int) -> int:
 
 
 def aligned_stride(rows: int) -> int:
-    """Column stride of the scales: rows rounded up to 4 elements (16 bytes), as TMA needs."""
-    return (rows + 3) // 4 * 4
+    """Column stride of the scales: rows rounded up to 4 elements (16 bytes), as TMA needs (at least 4)."""
+    return max(4, (rows + 3) // 4 * 4)

@@ -177,33 +177,40 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     multiple of 4 (16 bytes): the layout DeepGEMM's contiguous grouped GEMM takes without a
     transposing pass. Padding rows of ``rows`` and ``scales`` are not written; ``m_indices`` marks them.
 
-    ``graph_safe=False``: one host read (``M``) at the end, and the tensors are views of exactly ``M``
-    rows. ``graph_safe=True``: no host read at all; ``rows``, ``scales`` and ``m_indices`` have the
-    worst-case ``N*topk + num_local*(align-1)`` rows (those past ``offsets[-1]`` are marked ``-1``), and
-    ``num_rows`` is None. Either way the result is the same bits on every run.
+    ``graph_safe=False``: one host read between the launches (the tile histograms, a few KB) sizes
+    ``rows``, ``scales`` and ``m_indices`` to exactly ``M`` rows (``num_rows``), the scales' column
+    stride ``M`` rounded up to 4. ``graph_safe=True``: no host read at all; they have the worst-case
+    ``N*topk + num_local*(align-1)`` rows (those past ``offsets[-1]`` are marked ``-1`` in
+    ``m_indices``; hand the GEMM all of them), and ``num_rows`` is None. Either way the result is the
+    same bits on every run.
     """
     a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True)
     device = topk_ids.device
     num_tokens, topk = topk_ids.shape
     num_total = topk_ids.numel()
-    rows_cap = inputs.max_rows(num_total, a.num_local, a.align)
-    p = plan(num_total, a.num_local, a.hidden, rows_cap)
-    stride = inputs.aligned_stride(rows_cap)
+    worst = inputs.max_rows(num_total, a.num_local, a.align)
+    p = plan(num_total, a.num_local, a.hidden, worst)
     adjusted = _empty(topk_ids.shape, topk_ids.dtype, device)
     counts = _empty(a.num_local, torch.int32, device)
     offsets = _empty(a.num_local + 1, torch.int32, device)
     index = _empty(topk_ids.shape, torch.int32, device)
-    m_indices = _empty(rows_cap, torch.int32, device)
-    rows = _empty((rows_cap, a.hidden), torch.float8_e4m3fn, device)
-    scale_store = _empty((a.scale_cols, stride), scales.dtype, device)
     lists = max(num_total, 1)
     scratch = _empty(2 * lists + p.tiles * p.bins, torch.int32, device)
     slot_list, rank_list, hist = scratch[:lists], scratch[lists:2 * lists], scratch[2 * lists:]
     rank_kernel[(p.tiles,)](topk_ids, adjusted, index, slot_list, rank_list, hist, num_total, a.start,
                             a.num_local, TILE=p.tile, RANK_BLOCK=p.rank_block, BINS=p.bins, num_warps=4)
+    if graph_safe:
+        rows_cap = worst
+    else:  # the one host read: the tile histograms, to size every output exactly
+        totals = hist.view(p.tiles, p.bins)[:, :a.num_local].cpu().sum(0)
+        rows_cap = int(((totals + a.align - 1) // a.align * a.align).sum())
+    stride = inputs.aligned_stride(rows_cap)
+    m_indices = _empty(rows_cap, torch.int32, device)
+    rows = _empty((rows_cap, a.hidden), torch.float8_e4m3fn, device)
+    scale_store = _empty((a.scale_cols, stride), scales.dtype, device)
     x_bytes = x.view(torch.uint8)  # a byte copy: bit-exact, and the interpreter needs no fp8 support
     table_rows = max(1, min(triton.next_power_of_2(p.tiles), 2048 // p.bins))
-    tail_programs = p.fill_programs if graph_safe else 0  # eager results stop at M: no tail to mark
+    tail_programs = p.fill_programs if graph_safe else 0  # exact sizing leaves no tail to mark
     grid = p.tiles * p.col_blocks + a.num_local + tail_programs
     layout_kernel[(grid,)](adjusted, index, slot_list, rank_list, hist,
                            x_bytes, x.stride(0), scales, scales.stride(0), scales.stride(1),
@@ -213,8 +220,5 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
                            COPY_ROWS=p.copy_rows, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), FILL_ROWS=FILL_ROWS,
                            FILL_BLOCK=p.fill_block, SKIP_PADDING=padding == "skip", num_warps=4)
-    out_scales = scale_store.t()
-    if graph_safe:
-        return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows, out_scales, None)
-    m = int(offsets[-1])  # the one host read
-    return DispatchLayout(adjusted, counts, offsets, index, m_indices[:m], rows[:m], out_scales[:m], m)
+    return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows, scale_store.t()[:rows_cap],
+                          None if graph_safe else rows_cap)
