@@ -162,7 +162,7 @@ def test_two_threads(device):
             for _ in range(2):
                 ids, x, scales = inputs[k]
                 results[k] = compare.problems(prepare_dispatch(ids, 16, 16, x, scales), wants[k], x, scales)
-        except Exception as err:  # reported below, with the thread's number
+        except Exception as err:  # noqa: BLE001 - reported below, with the thread's number
             errors.append((k, err))
 
     threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
@@ -175,7 +175,7 @@ def test_two_threads(device):
 
 def _bad(device, **change):
     ids, x, scales = make_inputs(4, 2, 16, device=device)
-    args = dict(topk_ids=ids, start=0, num_local=8, x=x, scales=scales)
+    args = {"topk_ids": ids, "start": 0, "num_local": 8, "x": x, "scales": scales}
     args.update(change)
     return args
 

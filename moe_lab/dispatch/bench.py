@@ -150,8 +150,8 @@ def targets(rows) -> str:
     df = pd.DataFrame(rows)
     g = df[df["mode"] == "graph"].pivot_table(index="num_tokens", columns="path", values="median_us")
     e = df[df["mode"] == "eager"].pivot_table(index="num_tokens", columns="path", values="median_us")
-    lines = ["tokens | fused us | chain device us | gather us | chain/fused | fused/gather | "
-             "eager: fused_sync us, chain us | targets"]
+    lines = [("tokens | fused us | chain device us | gather us | chain/fused | fused/gather | "
+              "eager: fused_sync us, chain us | targets")]
     for n in g.index:
         f, c, gat = g.loc[n, "fused"], g.loc[n, "chain_device"], g.loc[n, "gather"]
         met = [f <= c, f <= 1.5 * gat] + ([c >= 3 * f] if n <= 512 else [])

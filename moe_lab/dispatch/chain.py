@@ -23,9 +23,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ..stages import scalar_atomic
 from . import inputs
 from .op import DispatchLayout
-from ..stages import scalar_atomic
 
 
 @triton.jit
@@ -51,7 +51,7 @@ def scatter_kernel(num_tokens, topk, start_ptr, adjusted_ptr, x_ptr, x_stride, s
     for token in range(tl.program_id(0), num_tokens, tl.num_programs(0)):
         row = tl.load(x_ptr + token * x_stride + cols, mask=cols < hidden)
         sc = tl.load(scales_ptr + token * s_stride0 + g * s_stride1, mask=g < scale_cols)
-        for k in range(0, topk):
+        for k in range(topk):
             expert = tl.load(adjusted_ptr + token * topk + k)
             if expert >= 0:
                 dest = tl.atomic_add(start_ptr + expert, 1)  # whichever slot comes first takes the row

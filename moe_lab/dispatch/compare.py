@@ -29,29 +29,32 @@ def problems(layout, want: dict, x, scales, *, ordered: bool = True) -> list[str
         return out
     m = want["m_indices"].numel()
     real = want["real"].cpu()
-    m_got = layout.m_indices.cpu()
-    if m_got.numel() < m:
-        return [f"m_indices has {m_got.numel()} rows, expected at least {m}"]
-    if not torch.equal(m_got[:m], want["m_indices"].cpu()):
-        out.append(_first_diff("m_indices", m_got[:m], want["m_indices"].cpu()))
-    if m_got.numel() > m and not bool((m_got[m:] == -1).all()):
+    m_all = layout.m_indices
+    if m_all.numel() < m:
+        return [f"m_indices has {m_all.numel()} rows, expected at least {m}"]
+    m_got = m_all[:m].cpu()
+    if not torch.equal(m_got, want["m_indices"].cpu()):
+        out.append(_first_diff("m_indices", m_got, want["m_indices"].cpu()))
+    if m_all.numel() > m and not bool((m_all[m:] == -1).all()):
         out.append(f"m_indices past row {m} (the worst-case tail) must be -1")
-    rows = layout.rows.cpu().view(torch.uint8)
-    sc = layout.scales.cpu()
-    if rows.shape[0] < m or sc.shape[0] < m:
-        return out + [f"rows/scales have {rows.shape[0]}/{sc.shape[0]} rows, expected at least {m}"]
+    if layout.rows.shape[0] < m or layout.scales.shape[0] < m:
+        short = f"rows/scales have {layout.rows.shape[0]}/{layout.scales.shape[0]} rows, expected at least {m}"
+        return [*out, short]
+    rows = layout.rows[:m].cpu().view(torch.uint8)  # only the first M rows travel to the host
+    sc = layout.scales[:m].cpu()
+    stride = layout.scales.stride()
     if sc.dtype != scales.dtype or sc.shape[1] != want["scales"].shape[1]:
         out.append(f"scales are {sc.dtype} with {sc.shape[1]} columns, expected {scales.dtype} with "
                    f"{want['scales'].shape[1]}")
-    elif (sc.stride(0) != 1 or sc.stride(1) % 4 or sc.stride(1) < sc.shape[0]):
+    elif stride[0] != 1 or stride[1] % 4 or stride[1] < layout.scales.shape[0]:
         out.append(f"scales must be column-major with a column stride that is a multiple of 4, got strides "
-                   f"{tuple(sc.stride())} for shape {tuple(sc.shape)}")
+                   f"{tuple(stride)} for shape {tuple(layout.scales.shape)}")
     if ordered:
         want_rows = want["rows"].cpu().view(torch.uint8)
-        if not torch.equal(rows[:m][real], want_rows[real]):
-            out.append(_first_diff("rows (real rows only)", rows[:m][real], want_rows[real]))
-        if sc.dtype == scales.dtype and not torch.equal(sc[:m][real], want["scales"].cpu()[real]):
-            out.append(_first_diff("scales (real rows only)", sc[:m][real], want["scales"].cpu()[real]))
+        if not torch.equal(rows[real], want_rows[real]):
+            out.append(_first_diff("rows (real rows only)", rows[real], want_rows[real]))
+        if sc.dtype == scales.dtype and not torch.equal(sc[real], want["scales"].cpu()[real]):
+            out.append(_first_diff("scales (real rows only)", sc[real], want["scales"].cpu()[real]))
         return out
     # any order inside a block: each slot's row holds its token, and the rows of a block are a permutation
     index = layout.output_index.cpu().reshape(-1).long()

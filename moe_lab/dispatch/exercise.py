@@ -172,7 +172,7 @@ def _check(kernel, level) -> str:
             for where, k, device in places:
                 try:
                     got_rank, got_count = _launch(k, adjusted, num_local, block, device)
-                except Exception as err:  # the learner's code: reported, never raised
+                except Exception as err:  # noqa: BLE001 - the learner's code: reported, never raised
                     say(f"  FAIL  {name}, BLOCK={block} ({where}): {type(err).__name__}: "
                         f"{str(err).splitlines()[0][:200] if str(err) else ''}")
                     say(f"  hint: {SYMPTOMS['error']}")

@@ -186,7 +186,7 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     """
     a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True)
     device = topk_ids.device
-    num_tokens, topk = topk_ids.shape
+    topk = topk_ids.shape[1]
     num_total = topk_ids.numel()
     worst = inputs.max_rows(num_total, a.num_local, a.align)
     p = plan(num_total, a.num_local, a.hidden, worst)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from . import inputs
 from ..stages import torch_ref
+from . import inputs
 
 
 def prepare_dispatch_reference(topk_ids, start, num_local, x, scales, *, align: int = 128,
