@@ -79,25 +79,25 @@ def stub(adjusted_ptr, rank_ptr, tile_count_ptr, num_total, num_local,
 
 
 def test_the_answer_passes():
-    result = exercise.check(answer)
+    result = exercise.check("stable_rank", answer)
     assert result.passed and result.status == "PASS" and "every case passes" in result.text
 
 
 @pytest.mark.parametrize("kernel,symptom", [
     (counts_itself, "counts_self"), (forgets_padding, "poison_rank"), (no_counts, "tile_count")])
 def test_planted_mistakes_fail_with_their_hint(kernel, symptom):
-    result = exercise.check(kernel)
+    result = exercise.check("stable_rank", kernel)
     assert not result.passed and exercise.SYMPTOMS[symptom] in result.text
 
 
 def test_stub_is_not_done_and_signature_is_checked():
-    assert exercise.check(stub).status == "NOT DONE"
+    assert exercise.check("stable_rank", stub).status == "NOT DONE"
 
     @triton.jit
     def wrong(adjusted_ptr, rank_ptr, num_total, BLOCK: tl.constexpr):
         pass
 
-    result = exercise.check(wrong)
+    result = exercise.check("stable_rank", wrong)
     assert not result.passed and "expected" in result.text
 
 
@@ -108,3 +108,5 @@ def test_spec_matches_the_worked_example():
     assert rank.tolist() == [0, -1, 1, 0, 2, 1] and count.tolist() == [[2, 3]]
     with pytest.raises(ValueError, match="level"):
         exercise.hint(4)
+    with pytest.raises(ValueError, match="stable_rank"):
+        exercise.check("ticket", answer)

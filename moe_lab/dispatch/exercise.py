@@ -153,7 +153,8 @@ def _launch(kernel, adjusted, num_local, block, device):
 
 def _check(kernel, level) -> str:
     if _is_stub(kernel):
-        say(f"{NAME}: not done yet: write the kernel's body between the markers.")
+        say(f"{NAME}: not done yet: write the kernel's body (replace `pass  # {MARKER}`), run its cell, "
+            f"then run this check again.")
         return "NOT DONE"
     if not interp.is_kernel(kernel):
         say(f"{NAME}: expected a @triton.jit kernel, got {type(kernel).__name__}")
@@ -199,8 +200,14 @@ def _check(kernel, level) -> str:
     return "PASS"
 
 
-def check(kernel, *, hint: int = 0) -> CheckResult:
-    """Check a learner's ``stable_rank`` kernel: one PASS/FAIL block, truthy when it passed."""
+def check(name: str, kernel, *, hint: int = 0) -> CheckResult:
+    """``check("stable_rank", kernel)``: one PASS/FAIL block, truthy when the kernel passed.
+
+    The same call shape as :func:`moe_lab.exercises.check`, so notebook tooling treats the cell alike.
+    """
+    if name != NAME:
+        raise ValueError(f"this checker runs the {NAME!r} exercise, got {name!r}; other exercises are "
+                         f"checked with moe_lab.exercises.check")
     if isinstance(hint, bool) or not isinstance(hint, int) or not 0 <= hint <= 3:
         raise ValueError(f"hint must be 0 (none) or a level 1, 2 or 3, got {hint!r}")
     with collecting() as lines:
