@@ -47,19 +47,19 @@ def main() -> int:
         "rank_kernel": (op.rank_kernel,
                         {"ids_ptr": p, "adjusted_ptr": p, "index_ptr": p, "slot_list_ptr": p,
                          "rank_list_ptr": p, "hist_ptr": p, "num_total": i32, "start": i32,
-                         "num_local": i32, "TILE": "constexpr", "RANK_BLOCK": "constexpr", "BINS": "constexpr"},
-                        {"TILE": 1024, "RANK_BLOCK": 128, "BINS": 32}),
+                         "num_local": i32, "tile_len": i32, "RANK_BLOCK": "constexpr", "BINS": "constexpr"},
+                        {"RANK_BLOCK": 128, "BINS": 32}),
         "layout_kernel": (op.layout_kernel,
                           {"adjusted_ptr": p, "index_ptr": p, "slot_list_ptr": p, "rank_list_ptr": p,
                            "hist_ptr": p, "x_ptr": "*u8", "x_stride": i32, "scales_ptr": "*fp32",
                            "s_stride0": i32, "s_stride1": i32, "rows_ptr": "*u8", "out_scales_ptr": "*fp32",
                            "scale_stride": i32, "count_ptr": p, "offsets_ptr": p, "m_ptr": p,
                            "num_tiles": i32, "num_local": i32, "rows_cap": i32, "hidden": i32,
-                           "scale_cols": i32, "topk": i32, "align": i32, "TILE": "constexpr",
+                           "scale_cols": i32, "topk": i32, "align": i32, "tile_len": i32,
                            "BINS": "constexpr", "TABLE_ROWS": "constexpr", "COPY_COLS": "constexpr",
                            "COPY_ROWS": "constexpr", "COL_BLOCKS": "constexpr", "SCALE_BLOCK": "constexpr",
                            "FILL_ROWS": "constexpr", "FILL_BLOCK": "constexpr", "SKIP_PADDING": "constexpr"},
-                          {"TILE": 1024, "BINS": 32, "TABLE_ROWS": 64, "COPY_COLS": 1024, "COPY_ROWS": 4,
+                          {"BINS": 32, "TABLE_ROWS": 64, "COPY_COLS": 1024, "COPY_ROWS": 4,
                            "COL_BLOCKS": 7, "SCALE_BLOCK": 64, "FILL_ROWS": 4096, "FILL_BLOCK": 1024,
                            "SKIP_PADDING": True}),
         "prefix_kernel": (chain.prefix_kernel,
@@ -75,8 +75,7 @@ def main() -> int:
     # the extremes of the launch rules: one local expert, 256 (one-hot tiles of 16 slots), packed scales
     for bins, rank_block, table, fill, scale in ((1, 256, 256, 1024, "*fp32"), (256, 16, 8, 1024, "*i32")):
         k, sig, consts = jobs["rank_kernel"]
-        jobs[f"rank_kernel BINS={bins}"] = (k, sig, {**consts, "BINS": bins, "RANK_BLOCK": rank_block,
-                                                     "TILE": rank_block * 4})
+        jobs[f"rank_kernel BINS={bins}"] = (k, sig, {**consts, "BINS": bins, "RANK_BLOCK": rank_block})
         k, sig, consts = jobs["layout_kernel"]
         jobs[f"layout_kernel BINS={bins} {scale}"] = (
             k, {**sig, "scales_ptr": scale, "out_scales_ptr": scale},

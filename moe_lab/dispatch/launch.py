@@ -37,6 +37,7 @@ class Plan:
     copy_cols: int     # columns of x per copy program
     col_blocks: int    # copy programs per tile
     copy_rows: int     # rows per copy step
+    table_rows: int     # rows of the tile table read per step in the second launch
     fill_programs: int  # tail programs of the graph-safe mode
     fill_block: int     # rows per step of a fill program
 
@@ -52,6 +53,7 @@ def plan(num_slots: int, num_local: int, hidden: int, rows_cap: int) -> Plan:
     tile = triton.cdiv(triton.cdiv(max(num_slots, 1), tiles), rank_block) * rank_block
     tiles = max(1, triton.cdiv(num_slots, tile))
     copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden))
-    return Plan(bins=bins, rank_block=rank_block, tile=tile, tiles=tiles, copy_cols=copy_cols,
+    return Plan(bins=bins, rank_block=rank_block, tile=tile, tiles=tiles, table_rows=max(1, TABLE // 2 // bins),
+                copy_cols=copy_cols,
                 col_blocks=triton.cdiv(hidden, copy_cols), copy_rows=max(1, COPY_BYTES // copy_cols),
                 fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)), fill_block=FILL_BLOCK)

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from . import inputs
-from .launch import FILL_ROWS, plan
+from .launch import FILL_ROWS, Plan, plan
 
 POISON: int | None = None
 """Test hook: when set, every fresh output and the scratch are filled with this byte first."""
@@ -35,14 +35,14 @@ POISON: int | None = None
 
 @triton.jit
 def rank_kernel(ids_ptr, adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, hist_ptr,
-                num_total, start, num_local,
-                TILE: tl.constexpr, RANK_BLOCK: tl.constexpr, BINS: tl.constexpr):
+                num_total, start, num_local, tile_len,
+                RANK_BLOCK: tl.constexpr, BINS: tl.constexpr):
     tile = tl.program_id(0)
-    tile_start = tile * TILE
+    tile_start = tile * tile_len
     bins = tl.arange(0, BINS)
     seen = tl.full([BINS], 0, tl.int32)  # slots of each expert met so far in this tile
     seen_local = tl.sum(seen, axis=0)  # local slots met so far (a 0 of the right type)
-    for sub in range(0, TILE, RANK_BLOCK):
+    for sub in range(0, tile_len, RANK_BLOCK):  # tile_len is a multiple of RANK_BLOCK
         slot = tile_start + sub + tl.arange(0, RANK_BLOCK)
         valid = slot < num_total  # guard the last tile
         expert = tl.load(ids_ptr + slot, mask=valid, other=-1)
@@ -66,8 +66,8 @@ def rank_kernel(ids_ptr, adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, 
 def layout_kernel(adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, hist_ptr,
                   x_ptr, x_stride, scales_ptr, s_stride0, s_stride1, rows_ptr, out_scales_ptr,
                   scale_stride, count_ptr, offsets_ptr, m_ptr,
-                  num_tiles, num_local, rows_cap, hidden, scale_cols, topk, align,
-                  TILE: tl.constexpr, BINS: tl.constexpr, TABLE_ROWS: tl.constexpr,
+                  num_tiles, num_local, rows_cap, hidden, scale_cols, topk, align, tile_len,
+                  BINS: tl.constexpr, TABLE_ROWS: tl.constexpr,
                   COPY_COLS: tl.constexpr, COPY_ROWS: tl.constexpr, COL_BLOCKS: tl.constexpr,
                   SCALE_BLOCK: tl.constexpr, FILL_ROWS: tl.constexpr, FILL_BLOCK: tl.constexpr,
                   SKIP_PADDING: tl.constexpr):
@@ -100,8 +100,8 @@ def layout_kernel(adjusted_ptr, index_ptr, slot_list_ptr, rank_list_ptr, hist_pt
         for first in range(0, n_local, COPY_ROWS):  # only the tile's local slots, in slot order
             i = first + tl.arange(0, COPY_ROWS)
             ok = i < n_local
-            slot = tl.load(slot_list_ptr + tile * TILE + i, mask=ok, other=0)
-            rank = tl.load(rank_list_ptr + tile * TILE + i, mask=ok, other=0)
+            slot = tl.load(slot_list_ptr + tile * tile_len + i, mask=ok, other=0)
+            rank = tl.load(rank_list_ptr + tile * tile_len + i, mask=ok, other=0)
             expert = tl.load(adjusted_ptr + slot, mask=ok, other=0).to(tl.int32)
             dest = tl.sum(tl.where(expert[:, None] == bins[None, :], base[None, :], 0), axis=1) + rank
             token = (slot // topk).to(tl.int64)  # 64-bit: rows * hidden passes 2**31 bytes
@@ -185,40 +185,57 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     same bits on every run.
     """
     a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True)
-    device = topk_ids.device
-    topk = topk_ids.shape[1]
-    num_total = topk_ids.numel()
-    worst = inputs.max_rows(num_total, a.num_local, a.align)
-    p = plan(num_total, a.num_local, a.hidden, worst)
-    adjusted = _empty(topk_ids.shape, topk_ids.dtype, device)
-    counts = _empty(a.num_local, torch.int32, device)
-    offsets = _empty(a.num_local + 1, torch.int32, device)
-    index = _empty(topk_ids.shape, torch.int32, device)
-    lists = max(num_total, 1)
-    scratch = _empty(2 * lists + p.tiles * p.bins, torch.int32, device)
-    slot_list, rank_list, hist = scratch[:lists], scratch[lists:2 * lists], scratch[2 * lists:]
-    rank_kernel[(p.tiles,)](topk_ids, adjusted, index, slot_list, rank_list, hist, num_total, a.start,
-                            a.num_local, TILE=p.tile, RANK_BLOCK=p.rank_block, BINS=p.bins, num_warps=4)
+    first = first_launch(topk_ids, a)
+    p, hist = first.plan, first.hist
     if graph_safe:
-        rows_cap = worst
+        rows_cap = inputs.max_rows(topk_ids.numel(), a.num_local, a.align)
     else:  # the one host read: the tile histograms, to size every output exactly
         totals = hist.view(p.tiles, p.bins)[:, :a.num_local].cpu().sum(0)
         rows_cap = int(((totals + a.align - 1) // a.align * a.align).sum())
+    device = topk_ids.device
+    counts = _empty(a.num_local, torch.int32, device)
+    offsets = _empty(a.num_local + 1, torch.int32, device)
     stride = inputs.aligned_stride(rows_cap)
     m_indices = _empty(rows_cap, torch.int32, device)
     rows = _empty((rows_cap, a.hidden), torch.float8_e4m3fn, device)
     scale_store = _empty((a.scale_cols, stride), scales.dtype, device)
     x_bytes = x.view(torch.uint8)  # a byte copy: bit-exact, and the interpreter needs no fp8 support
-    table_rows = max(1, min(triton.next_power_of_2(p.tiles), 2048 // p.bins))
     tail_programs = p.fill_programs if graph_safe else 0  # exact sizing leaves no tail to mark
     grid = p.tiles * p.col_blocks + a.num_local + tail_programs
-    layout_kernel[(grid,)](adjusted, index, slot_list, rank_list, hist,
+    layout_kernel[(grid,)](first.adjusted, first.index, first.slot_list, first.rank_list, hist,
                            x_bytes, x.stride(0), scales, scales.stride(0), scales.stride(1),
                            rows.view(torch.uint8), scale_store, stride, counts, offsets, m_indices,
-                           p.tiles, a.num_local, rows_cap, a.hidden, a.scale_cols, topk, a.align,
-                           TILE=p.tile, BINS=p.bins, TABLE_ROWS=table_rows, COPY_COLS=p.copy_cols,
+                           p.tiles, a.num_local, rows_cap, a.hidden, a.scale_cols, topk_ids.shape[1], a.align,
+                           p.tile, BINS=p.bins, TABLE_ROWS=p.table_rows, COPY_COLS=p.copy_cols,
                            COPY_ROWS=p.copy_rows, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), FILL_ROWS=FILL_ROWS,
                            FILL_BLOCK=p.fill_block, SKIP_PADDING=padding == "skip", num_warps=4)
-    return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows, scale_store.t()[:rows_cap],
-                          None if graph_safe else rows_cap)
+    return DispatchLayout(first.adjusted, counts, offsets, first.index, m_indices, rows,
+                          scale_store.t()[:rows_cap], None if graph_safe else rows_cap)
+
+
+@dataclass
+class FirstLaunch:
+    """What launch 1 leaves for launch 2: its plan, the adjusted ids, ``output_index`` (``-1`` for the
+    slots that are not local so far), and the call's scratch: slot lists, ranks, tile histograms."""
+    plan: Plan
+    adjusted: torch.Tensor
+    index: torch.Tensor
+    slot_list: torch.Tensor
+    rank_list: torch.Tensor
+    hist: torch.Tensor
+
+
+def first_launch(topk_ids, a: inputs.Args) -> FirstLaunch:
+    """Allocate the call's buffers and run :func:`rank_kernel` (``a`` from :func:`inputs.check`)."""
+    device = topk_ids.device
+    num_total = topk_ids.numel()
+    p = plan(num_total, a.num_local, a.hidden, inputs.max_rows(num_total, a.num_local, a.align))
+    adjusted = _empty(topk_ids.shape, topk_ids.dtype, device)
+    index = _empty(topk_ids.shape, torch.int32, device)
+    lists = max(num_total, 1)
+    scratch = _empty(2 * lists + p.tiles * p.bins, torch.int32, device)
+    slot_list, rank_list, hist = scratch[:lists], scratch[lists:2 * lists], scratch[2 * lists:]
+    rank_kernel[(p.tiles,)](topk_ids, adjusted, index, slot_list, rank_list, hist, num_total, a.start,
+                            a.num_local, p.tile, RANK_BLOCK=p.rank_block, BINS=p.bins, num_warps=4)
+    return FirstLaunch(p, adjusted, index, slot_list, rank_list, hist)
