@@ -222,3 +222,14 @@ def test_unordered_compare_catches_a_wrong_row(device):
     got = chain.run(ids, 8, 8, x, scales)
     got.rows.view(torch.uint8)[got.output_index[got.output_index >= 0][0]] ^= 1
     assert compare.problems(got, want, x, scales, ordered=False) == ["rows: a slot's row does not hold its token's bytes"]
+
+
+@pytest.mark.parametrize("single_slots", [0, 1 << 20], ids=["two launches", "one launch"])
+def test_both_graph_safe_paths(device, monkeypatch, single_slots):
+    """Graph-safe calls take one launch up to launch.SINGLE_SLOTS slots, two above: both are exact."""
+    from moe_lab.dispatch import launch
+
+    monkeypatch.setattr(launch, "SINGLE_SLOTS", single_slots)
+    ids, x, scales = make_inputs(300, 6, 60, hidden=256, packed=True, pad_rows=20, seed=9, device=device)
+    check(ids, x, scales, 20, 20, graph_safe=True, padding="skip")
+    check(ids, x, scales, 20, 20, graph_safe=True, align=16)

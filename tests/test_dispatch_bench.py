@@ -24,7 +24,7 @@ def test_every_timed_path_is_checked_and_runs(small):
     assert bench.check_size(ids, x, scales, want) == []
     timed = bench.paths(ids, x, scales, want)
     assert set(timed) == {"fused", "fused_sync", "chain", "chain_device", "gather", "fused_wide_copy",
-                          "fused_launch1"}
+                          "fused_launch1", "fused_two_launch"}
     for name, (fn, modes) in timed.items():
         fn()  # each callable runs as the timer will call it
         assert set(modes) <= {"eager", "graph"}, name

@@ -13,7 +13,9 @@ then times, eager (``do_bench``) and under CUDA-graph replay (``do_bench_cudagra
   transposition) on buffers sized beforehand;
 * ``gather``: ``index_select`` of the same row bytes into the same order: the data-movement floor;
 * ``fused_wide_copy``: ``fused`` with 16 KB copy steps instead of 4 KB (graph only): a launch-rule probe;
-* ``fused_launch1``: the fused op's first launch alone (graph only): what the second one costs is the rest.
+* ``fused_launch1``: the fused op's first launch alone (graph only): what the second one costs is the rest;
+* ``fused_two_launch`` (sizes the single-launch rule covers) and ``fused_one_launch`` (the next sizes
+  up, to 16384 slots): ``fused`` with the other path forced (graph only), to place that rule.
 
 Writes ``dispatch_<run_id>.csv`` (one row per path, mode and size, with provenance) under ``--out``
 (default ``$OUT``, else ``data/dispatch/``), prints the targets table, and exits 1 if any check failed.
@@ -95,7 +97,7 @@ def paths(ids, x, scales, want) -> dict:
             return prepare_dispatch(ids, START, NUM_LOCAL, x, scales, graph_safe=True)
         finally:
             launch.COPY_BYTES = old
-    return {
+    timed = {
         "fused": (lambda: prepare_dispatch(ids, START, NUM_LOCAL, x, scales, graph_safe=True), both),
         "fused_sync": (lambda: prepare_dispatch(ids, START, NUM_LOCAL, x, scales), eager),
         "chain": (lambda: chain.run(ids, START, NUM_LOCAL, x, scales), eager),
@@ -104,6 +106,17 @@ def paths(ids, x, scales, want) -> dict:
         "fused_wide_copy": (wide, ("graph",)),
         "fused_launch1": (lambda: first_launch(ids, args), ("graph",)),
     }
+    forced = ("fused_two_launch", 0) if ids.numel() <= launch.SINGLE_SLOTS else ("fused_one_launch", 1 << 30)
+    if ids.numel() <= 16384:
+
+        def other_path(limit=forced[1]):
+            old, launch.SINGLE_SLOTS = launch.SINGLE_SLOTS, limit
+            try:
+                return prepare_dispatch(ids, START, NUM_LOCAL, x, scales, graph_safe=True)
+            finally:
+                launch.SINGLE_SLOTS = old
+        timed[forced[0]] = (other_path, ("graph",))
+    return timed
 
 
 BUDGET_S = 270

@@ -22,6 +22,11 @@ COPY_COLS = 1024
 COPY_BYTES = 4096
 """Bytes one copy step moves: ``COPY_BYTES // COPY_COLS`` rows at a time. 4096 keeps the second
 launch near 84 registers a thread on sm_90 (16384 needs 242: two programs per SM instead of six)."""
+SINGLE_SLOTS = 4096
+"""Graph-safe calls with at most this many slots (512 tokens of top-8) take one launch: every program
+counts all slots itself (SCAN at a time) instead of reading a table that a first launch wrote."""
+SCAN = 1024
+"""Slots per step of that count."""
 FILL_ROWS = 4096
 """Rows past the last expert block that one tail program marks ``-1`` (graph-safe mode)."""
 FILL_BLOCK = 1024
