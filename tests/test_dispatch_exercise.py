@@ -110,3 +110,8 @@ def test_spec_matches_the_worked_example():
         exercise.hint(4)
     with pytest.raises(ValueError, match="stable_rank"):
         exercise.check("ticket", answer)
+
+
+def test_picture_shows_the_worked_example():
+    text = exercise.picture([1, -1, 1, 0, 1, 0], 2).text.splitlines()
+    assert len(text) == 7 and text[5].split()[-1] == "2" and text[2].split()[-1] == "-1"

@@ -107,6 +107,20 @@ def example() -> Text:
                 "tile_count = [[2, 3]]                    (expert 0 twice, expert 1 three times)")
 
 
+def picture(adjusted, num_local: int) -> Text:
+    """One tile as a table: each slot's expert, its one-hot row, the running count down each column
+    (the prefix sum, inclusive) and the rank the spec asks for."""
+    flat = [int(v) for v in adjusted]
+    rank, _ = spec(torch.tensor(flat, dtype=torch.int32), max(1, len(flat)), num_local)
+    running = [0] * num_local
+    lines = ["slot  expert  one-hot" + " " * max(0, 3 * num_local - 7) + "  running count  rank"]
+    for s, e in enumerate(flat):
+        hot = [int(e == b) for b in range(num_local)]
+        running = [r + h for r, h in zip(running, hot)]
+        lines.append(f"{s:4}  {e:6}  {str(hot):{max(7, 3 * num_local)}}  {str(running):13}  {int(rank[s]):4}")
+    return Text("\n".join(lines))
+
+
 def hint(level: int = 1) -> Text:
     if level not in HINTS:
         raise ValueError(f"level must be 1, 2 or 3, got {level!r}")
