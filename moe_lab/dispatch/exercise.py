@@ -117,7 +117,7 @@ def picture(adjusted, num_local: int) -> Text:
     for s, e in enumerate(flat):
         hot = [int(e == b) for b in range(num_local)]
         running = [r + h for r, h in zip(running, hot)]
-        lines.append(f"{s:4}  {e:6}  {str(hot):{max(7, 3 * num_local)}}  {str(running):13}  {int(rank[s]):4}")
+        lines.append(f"{s:4}  {e:6}  {hot!s:{max(7, 3 * num_local)}}  {running!s:13}  {int(rank[s]):4}")
     return Text("\n".join(lines))
 
 
