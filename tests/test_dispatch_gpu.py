@@ -44,7 +44,7 @@ def test_graph_capture_has_no_host_sync_and_replays_the_same_bits(tokens):
         assert compare.problems(got, want, x, scales) == []
         m = want["real"].numel()
         snapshots.append((got.output_index.clone(), got.m_indices.clone(),
-                          got.rows[:m][want["real"]].view(torch.uint8).clone()))
+                          got.rows[:m].view(torch.uint8)[want["real"]].clone()))
     for later in snapshots[1:]:
         assert all(torch.equal(a, b) for a, b in zip(snapshots[0], later))
 
