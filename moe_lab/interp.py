@@ -85,6 +85,13 @@ def is_kernel(obj) -> bool:
     return isinstance(obj, (JITFunction, InterpretedFunction))
 
 
+def handle(data, dtype=None):
+    """An interpreter tensor handle over the numpy array ``data`` (``dtype``: a Triton dtype, default int32)."""
+    from triton.runtime import interpreter
+
+    return interpreter.TensorHandle(data, interpreter.tl.int32 if dtype is None else dtype)
+
+
 def builder():
     """The interpreter's builder (its ``grid_idx`` is the running program's id)."""
     from triton.runtime import interpreter
@@ -178,5 +185,5 @@ def hooked(**hooks):
                     b.__dict__.pop(name, None)
 
 
-__all__ = ["LOCK", "install", "interpreted", "is_kernel", "builder", "ROLES", "builder_parameters",
+__all__ = ["LOCK", "install", "interpreted", "is_kernel", "handle", "builder", "ROLES", "builder_parameters",
            "BuilderCall", "original", "hooked"]

@@ -75,7 +75,7 @@ def routing_matrix(topk_ids, num_experts: int, *, ep_size: int | None = None, ti
 
 
 def routing_counts(cases: dict, *, ax_rank=None, ax_expert=None) -> Figure:
-    """Slots per rank and per expert for several ``routing.Case`` of one preset (``{label: case}``).
+    """Slots per rank and per expert for several ``routing.RankInput`` of one preset (``{label: case}``).
 
     Left: how many slots each rank of the EP group receives. Right: slots per expert, sorted from
     the most to the least popular, which shows how skewed each distribution is.

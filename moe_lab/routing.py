@@ -37,6 +37,10 @@ class Preset:
                              f"{self.num_experts} experts, so every rank owns the same number")
         return self.num_experts // ep_size
 
+    def ep_sizes(self) -> list[int]:
+        """The EP group sizes that split this preset's experts evenly (every divisor of num_experts)."""
+        return [d for d in range(1, self.num_experts + 1) if self.num_experts % d == 0]
+
     def start(self, rank: int, ep_size: int) -> int:
         if not 0 <= rank < ep_size:
             raise ValueError(f"rank={rank} must be in [0, ep_size={ep_size})")
@@ -131,7 +135,7 @@ def pad_rows(topk_ids: torch.Tensor, num_rows: int) -> torch.Tensor:
 
 
 @dataclass
-class Case:
+class RankInput:
     """One rank's input: the gathered ``topk_ids`` and the expert range this rank owns."""
     topk_ids: torch.Tensor
     start: int
@@ -146,7 +150,7 @@ class Case:
 
 
 def case(preset_name="deepseek-v3", num_tokens=1024, *, distribution="uniform", ep_size=8, rank=0,
-         pad_fraction=0.0, zipf_s=1.2, seed=0, dtype=torch.int32, device="cpu") -> Case:
+         pad_fraction=0.0, zipf_s=1.2, seed=0, dtype=torch.int32, device="cpu") -> RankInput:
     """Router output for a model preset, seen from ``rank`` of an EP group of ``ep_size``.
 
     ``pad_fraction`` of the rows (rounded down) are ``-1`` padding at the end, as after an
@@ -168,4 +172,4 @@ def case(preset_name="deepseek-v3", num_tokens=1024, *, distribution="uniform", 
     else:
         raise ValueError(f"unknown distribution {distribution!r}; choose one of {DISTRIBUTIONS}")
     ids = pad_rows(ids, padded).to(device)
-    return Case(ids, start, num_local, p, distribution, ep_size, rank)
+    return RankInput(ids, start, num_local, p, distribution, ep_size, rank)

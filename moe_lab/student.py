@@ -44,10 +44,10 @@ from pathlib import Path
 import nbformat
 
 from . import generated
+from .exercises.catalogue import MARKER
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
-MARKER = "YOUR CODE HERE"  # the same text moe_lab.exercises looks for
 KERNEL_STUB = f"pass  # {MARKER}"
 TOP_LEVEL_STUB = f"pass  # {MARKER}"
 

@@ -18,11 +18,8 @@ size, with the card and versions) and prints it. Run on a GPU machine:
 
 from __future__ import annotations
 
-import csv
 import os
-import platform
 import sys
-from datetime import date
 
 import torch
 import triton
@@ -46,24 +43,23 @@ def stream_kernel(ids_ptr, adjusted_ptr, num_total, start, num_local, BLOCK: tl.
 
 def main() -> int:
     if not torch.cuda.is_available():
-        print("stream_experiment: needs a CUDA GPU (it times kernels); run it on a GPU machine", file=sys.stderr)
+        print("stream_experiment: needs a CUDA GPU (it times kernels); run it on a GPU machine",
+              file=sys.stderr)
         return 2
     out_dir = os.environ.get("OUT")
     if not out_dir:
         print("stream_experiment: set OUT to a folder for the CSV, e.g. OUT=/tmp/out", file=sys.stderr)
         return 2
     os.makedirs(out_dir, exist_ok=True)
-    from triton.testing import do_bench_cudagraph
+    import pandas as pd
 
     import moe_lab  # noqa: F401  (chooses the backend before any kernel is used)
-    from moe_lab import routing
+    from moe_lab import records, routing, timing
     from moe_lab.stages import decode, torch_ref
 
     dev = torch.device("cuda")
     ids_all = routing.case("deepseek-v3", max(SLOTS) // TOPK, ep_size=8, rank=0).topk_ids.to(dev)
-    meta = {"card": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version(), "date": date.today().isoformat(),
-            "script": "tools/stream_experiment.py"}
+    meta = {**records.provenance(), "script": "tools/stream_experiment.py"}
     rows, failed = [], []
     for slots in SLOTS:
         ids = ids_all.reshape(-1)[:slots].reshape(-1, TOPK).contiguous()
@@ -97,17 +93,14 @@ def main() -> int:
                 ok = torch.equal(copy_out, ids)
             else:
                 ok = torch.equal(adjusted, want_adj) and (not checks_counts or torch.equal(counts, want_cnt))
-            us = 1000 * do_bench_cudagraph(fn, rep=40, return_mode="median")
-            row = {"slots": slots, "kernel": name, "us": round(us, 4), "ok": ok, **meta}
+            us, _, _ = timing.time_us(fn, "graph")  # the project's one timer, CUDA-graph replay
+            row = {"config": name, "us": round(us, 4), "ok": ok, "slots": slots, "num_local": NUM_LOCAL,
+                   "part": "stream", **meta}
             rows.append(row)
             print(f"{slots:>6} slots  {name:<12} {us:8.3f} us  ok={ok}", flush=True)
             if not ok:
                 failed.append(f"{name} at {slots} slots")
-    path = os.path.join(out_dir, "stream_experiment.csv")
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = records.write(pd.DataFrame(rows), os.path.join(out_dir, "stream_experiment.csv"), records.TUNING)
     print(f"wrote {path}")
     if failed:
         print("wrong results: " + ", ".join(failed), file=sys.stderr)

@@ -139,10 +139,9 @@ def make_config(world_size, preset, batches, distributions, backend_name, stage,
                         f"choose one of {list(routing.PRESETS)}")
     p = routing.preset(preset)
     if p.num_experts % world_size:
-        works = [d for d in range(1, p.num_experts + 1) if p.num_experts % d == 0]
         raise ValueError(f"world_size={world_size} does not divide {preset}'s {p.num_experts} experts; "
                          f"each rank must own the same number of experts (uneven ownership is not "
-                         f"supported). EP sizes that work for {preset}: {works}")
+                         f"supported). EP sizes that work for {preset}: {p.ep_sizes()}")
     backend_name = _check_backend(backend_name, world_size)
     stage = check_stage("stage", stage)
     seed = as_int("seed", seed, 0, SEED_MAX - world_size)

@@ -155,10 +155,8 @@ class AddressCheck:
 
     @contextlib.contextmanager
     def installed(self):
-        from triton.runtime import interpreter as triton_interpreter
-
         b = interp.builder()
-        Handle = triton_interpreter.TensorHandle
+        Handle = interp.handle
 
         def load(*args, **kwargs):
             call = interp.BuilderCall("create_masked_load", args, kwargs)
@@ -215,7 +213,7 @@ class AddressCheck:
             picked = values[on]
             picked = np.where((picked >= 0) & (picked < bins), picked, picked & (bins - 1))
             hist = np.bincount(picked, minlength=bins)[:bins].astype(np.int32)
-            return Handle(hist, triton_interpreter.tl.int32)
+            return Handle(hist)
 
         def refused(method):
             def hook(*args, **kwargs):

@@ -10,9 +10,10 @@ loads and stores, near a plain copy.
 
 Two details matter:
 
-* ``mask=`` is not optional. ``tl.histogram`` does not range-check: a value outside
-  ``[0, NUM_BINS)`` is folded into a real bin (``-1`` lands in the last one), so remote ids and
-  padding would be counted as some local expert. Notebook 05 shows it happening.
+* ``mask=`` is not optional. What ``tl.histogram`` does with a value outside ``[0, NUM_BINS)`` is
+  unspecified and depends on the Triton version and backend (Triton issue #9050): some builds fold it
+  into a real bin (``-1`` in the last one), so remote ids and padding could be counted as a local
+  expert; the installed version's compiled code, which notebook 05 shows, skips them.
 * ``NUM_BINS`` must be a power of two (it is a ``tl.arange`` inside); it is ``num_local`` rounded
   up, and the extra bins are never stored.
 
