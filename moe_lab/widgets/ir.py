@@ -57,7 +57,7 @@ def ir_diff_view(stage_a="scalar_atomic", stage_b="relaxed", level="ptx", topk=8
             f'<ul style="margin:2px 0">{atoms(stage_a, atoms_a)}{atoms(stage_b, atoms_b)}</ul></div>')
     body = highlight(diff, "diff") if diff.strip() else \
         '<pre style="color:#555">(identical: the two stages compile to the same code)</pre>'
-    page = head + f'<div style="max-height:420px;overflow:auto;font-size:85%">{body}</div>'
+    page = head + f'<div style="max-height:320px;overflow:auto;font-size:85%">{body}</div>'
     return page, {"diff": diff, "added": added, "removed": removed, "atomics_a": atoms_a,
                   "atomics_b": atoms_b, "identical": not diff.strip()}
 
@@ -68,8 +68,8 @@ def ir_explorer(stage_a="scalar_atomic", stage_b="relaxed", level="ptx", topk=8,
     w = ipywidgets
     c = {"stage_a": control(w.Dropdown, options=list(IR_STAGES), value=stage_a, description="from"),
          "stage_b": control(w.Dropdown, options=list(IR_STAGES), value=stage_b, description="to"),
-         "level": control(w.ToggleButtons, options=[(lv.upper(), lv) for lv in IR_LEVELS], value=level,
-                          description="level", style={"description_width": "86px", "button_width": "58px"}),
+         "level": control(w.Dropdown, options=[(lv.upper(), lv) for lv in IR_LEVELS], value=level,
+                          description="level"),
          "topk": control(w.Dropdown, options=[2, 6, 8], value=topk, description="topk"),
          "num_local": control(w.Dropdown, options=[8, 16, 32, 64, 128], value=num_local,
                               description="local experts")}

@@ -92,16 +92,14 @@ def perf_explorer(df=None, preset="deepseek-v3", distribution="uniform",
     c = {"preset": control(w.Dropdown, options=presets, value=preset, description="preset"),
          "distribution": control(w.Dropdown, options=dists, value=distribution, description="routing"),
          "mode": control(w.Dropdown, options=modes, value=mode, description="mode"),
-         "kind": control(w.ToggleButtons, options=list(PERF_KINDS), value=kind, description="plot",
-                         style={"description_width": "86px", "button_width": "72px"}),
+         "kind": control(w.Dropdown, options=list(PERF_KINDS), value=kind, description="plot"),
          "stages": control(w.SelectMultiple, options=stage_names, value=stages, description="stages",
-                           rows=min(len(stage_names), 4))}
+                           rows=min(len(stage_names), 12))}  # every stage in view: the selection shows
     c["distribution"].tooltip = "routing distribution"
     c["stages"].tooltip = "stages (ctrl/shift-click for several)"
     if backend.has_gpu():
-        c["source"] = control(w.ToggleButtons, options=["recorded", "live"],
-                              value="recorded" if recorded is not None else "live", description="source",
-                              style={"description_width": "86px", "button_width": "72px"})
+        c["source"] = control(w.Dropdown, options=["recorded", "live"],
+                              value="recorded" if recorded is not None else "live", description="source")
     return Explorer(view, c, name="performance explorer")
 
 
