@@ -200,9 +200,11 @@ class VerifyTable:
             mark = ('<span style="color:#1a7f37">&#10003; pass</span>' if ok
                     else '<span style="color:#b00020;font-weight:bold">&#10007; FAIL</span>')
             detail = html.escape(str(row.get("detail", "")))
-            rows.append(f"<tr{style}><td style='text-align:left'>{html.escape(str(case))}</td>"
-                        f"<td style='text-align:left'>{mark}</td><td style='text-align:left'>{detail}</td></tr>")
-        return (f'<div style="font-weight:bold;color:{color};margin:2px 0">{html.escape(self.summary())}</div>'
+            td = "<td style='text-align:left'>{}</td>"
+            cells = (html.escape(str(case)), mark, detail)
+            rows.append(f"<tr{style}>" + "".join(td.format(c) for c in cells) + "</tr>")
+        return (f'<div style="font-weight:bold;color:{color};margin:2px 0">'
+                f"{html.escape(self.summary())}</div>"
                 '<table style="font-size:90%"><thead><tr><th style="text-align:left">case</th>'
                 '<th style="text-align:left">result</th><th style="text-align:left">detail</th></tr></thead>'
                 f"<tbody>{''.join(rows)}</tbody></table>")

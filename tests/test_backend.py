@@ -167,7 +167,8 @@ def test_this_process_is_consistent():
 def test_triton_imported_before_moe_lab_still_works():
     """A learner who runs `import triton` first must still get correct interpreter results."""
     code = ("import triton, torch, moe_lab\n"
-            "ids = torch.randint(-1, 40, (300, 6), dtype=torch.int32, generator=torch.Generator().manual_seed(3))\n"
+            "ids = torch.randint(-1, 40, (300, 6), dtype=torch.int32,\n"
+            "                    generator=torch.Generator().manual_seed(3))\n"
             "ref = moe_lab.recombine(ids, 0, 32, 'torch')\n"
             "for v in ('tl_full', 'block_histogram', 'decode', 'one_launch', 'best'):\n"
             "    out = moe_lab.recombine(ids, 0, 32, v)\n"

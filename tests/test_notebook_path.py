@@ -24,9 +24,10 @@ ORDER = PATH + TAKE_HOME
 PATH_MINUTES = 180
 KERNELSPEC = {"display_name": "moe-lab (Python)", "language": "python", "name": "moe-lab"}
 SET_KERNELSPEC = (  # the fix: run from the repository root
-    """python -c 'import json, glob, pathlib; [pathlib.Path(p).write_text(json.dumps({**(d := json.load(open(p))), """
-    """"metadata": {**d["metadata"], "kernelspec": {"display_name": "moe-lab (Python)", "language": "python", """
-    """"name": "moe-lab"}}}, indent=1, ensure_ascii=False) + "\\n") for p in sorted(glob.glob("notebooks/*.ipynb"))]'""")
+    """python -c 'import json, glob, pathlib; [pathlib.Path(p).write_text(json.dumps({"""
+    """**(d := json.load(open(p))), "metadata": {**d["metadata"], "kernelspec": {"""
+    """"display_name": "moe-lab (Python)", "language": "python", "name": "moe-lab"}}}, """
+    """indent=1, ensure_ascii=False) + "\\n") for p in sorted(glob.glob("notebooks/*.ipynb"))]'""")
 TIME_RE = re.compile(r"^\*\*Time:\*\* (\d+) min$|^\*\*Take-home:\*\* about (\d+) min$", re.M)
 
 
@@ -62,8 +63,8 @@ def test_the_notebooks_are_the_path():
 @pytest.mark.parametrize("name", ORDER)
 def test_kernel_is_the_workbooks(name):
     spec = load(name)["metadata"].get("kernelspec", {})
-    assert spec.get("name") == KERNELSPEC["name"] and spec.get("display_name") == KERNELSPEC["display_name"], (
-        f"{name}: kernelspec is {spec}; set every notebook's with:\n{SET_KERNELSPEC}")
+    same = spec.get("name") == KERNELSPEC["name"] and spec.get("display_name") == KERNELSPEC["display_name"]
+    assert same, f"{name}: kernelspec is {spec}; set every notebook's with:\n{SET_KERNELSPEC}"
 
 
 @pytest.mark.parametrize("name", ORDER)
@@ -79,7 +80,8 @@ def test_ends_with_a_link_to_the_next(name):
 @pytest.mark.parametrize("name", ORDER)
 def test_says_how_long_it_takes(name):
     kind, minutes = times(name)
-    assert kind == ("Time" if name in PATH else "Take-home"), f"{name}: '{kind}' line, expected the other form"
+    want = "Time" if name in PATH else "Take-home"
+    assert kind == want, f"{name}: a '{kind}' line, expected '**{want}:**'"
     assert 5 <= minutes <= 120
 
 
@@ -97,6 +99,17 @@ def test_readme_and_tour_link_every_notebook_with_its_time():
     for name in PATH:
         minutes = times(name)[1]
         row = next((line for line in readme.splitlines() if f"({name}.ipynb)" in line and "|" in line), "")
-        assert f"| {minutes} min |" in row, f"README gives {name} as {row!r}, its first cell says {minutes} min"
+        assert f"| {minutes} min |" in row, f"README has {name} as {row!r}; its first cell: {minutes} min"
         row = next((line for line in tour.splitlines() if f"({name}.ipynb)" in line and "|" in line), "")
-        assert f"| {minutes} min |" in row, f"00's table gives {name} as {row!r}, its first cell says {minutes} min"
+        assert f"| {minutes} min |" in row, f"00's table has {name} as {row!r}; its first cell: {minutes} min"
+
+
+def test_make_lab_opens_the_tour_with_news_off():
+    root = NOTEBOOKS.parent
+    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
+    lab_args = next(ln for ln in makefile.splitlines() if ln.startswith("LAB_ARGS :="))
+    assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in lab_args and "--notebook-dir=notebooks" in lab_args
+    assert "--LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings" in lab_args
+    overrides = json.loads((root / ".jupyter" / "lab" / "settings" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    assert "--display-name \"moe-lab (Python)\"" in makefile and "--name $(KERNEL_NAME)" in makefile

@@ -179,7 +179,8 @@ def test_every_control_shows_a_value_at_its_default(make):
 
 def test_atomics_explorer_names_the_stage_rule_and_the_library_grid():
     w = widgets.atomics_explorer(stage="block_histogram", num_tokens=300, num_programs=None)
-    assert w.controls["block"].label == "stage's rule" and w.controls["num_programs"].label == "library's, here"
+    assert w.controls["block"].label == "stage's rule"
+    assert w.controls["num_programs"].label == "library's, here"
     assert w.error is None
     library = w.result.launch.num_programs
     w.controls["num_programs"].value = 1

@@ -108,8 +108,8 @@ def atomics_view(stage="scalar_atomic", preset="deepseek-v3", num_tokens=200, ep
     _row_labels(ax_cnt, [str(p) for p in progs])
     _cut_marker(ax_cnt, progs, launch.num_programs)
     integer_axis(ax_cnt)
-    ax_cnt.set_xlabel("counter (local expert)" + ("; red: 128-byte lines"
-                                                  if num_local > atomics.COUNTERS_PER_LINE else ""), fontsize=9)
+    lines_note = "; red: 128-byte lines" if num_local > atomics.COUNTERS_PER_LINE else ""
+    ax_cnt.set_xlabel("counter (local expert)" + lines_note, fontsize=9)
     ax_cnt.set_ylabel("program")
     total = int((traffic.stores if what == "stores" else traffic.atomics).sum())
     sem = f", {launch.sem}" if launch.sem else ""
