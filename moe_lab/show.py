@@ -131,8 +131,8 @@ class SideBySide:
         return f"{self.left!r}\n\n{self.right!r}"
 
     def _repr_html_(self) -> str:
-        # Two columns while each has room for about 60 characters; on a narrower page they stack.
-        box = '<div style="flex:1 1 30em;min-width:0;overflow-x:auto">{}</div>'
+        # Two columns where each has room for about 90 characters (a wide screen); at 1280 px they stack.
+        box = '<div style="flex:1 1 48em;min-width:0;overflow-x:auto">{}</div>'
         return ('<div style="display:flex;flex-wrap:wrap;gap:4px 12px;font-size:85%">'
                 + box.format(self.left._repr_html_()) + box.format(self.right._repr_html_()) + "</div>")
 

@@ -39,7 +39,7 @@ def test_verify_table_refuses_something_else_by_name():
 def test_side_by_side_wraps_onto_two_rows_when_narrow():
     pair = show.show_side_by_side(show.show_source, show.show_diff)
     page = pair._repr_html_()
-    assert "flex-wrap:wrap" in page and page.count("flex:1 1 30em") == 2
+    assert "flex-wrap:wrap" in page and page.count("flex:1 1 48em") == 2
     assert "<table" not in page, "a table cannot stack: it clips at 1280 px"
     assert "def show_source" in repr(pair) and "def show_diff" in repr(pair)
 
