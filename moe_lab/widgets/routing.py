@@ -52,13 +52,16 @@ def routing_view(preset="deepseek-v3", num_tokens=256, ep_size=8, rank=0, skew=0
     colors = ["#1f77b4" if r == rank else "#c7c7c7" for r in range(ep_size)]
     ax_rank.bar(np.arange(ep_size), per_rank, color=colors, width=0.8)
     real_slots = (num_tokens - padded_rows) * p.topk
-    ax_rank.axhline(real_slots / ep_size, ls="--", lw=1, color="#555555", label="even share")
+    ax_rank.axhline(real_slots / ep_size, ls="--", lw=1, color="#555555")
+    ax_rank.annotate("even share", xy=(0.01, real_slots / ep_size), xycoords=("axes fraction", "data"),
+                     xytext=(0, 2), textcoords="offset points", ha="left", va="bottom", fontsize=9,
+                     color="#333333", zorder=5,  # a label on the line, over the bars, not a legend box
+                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     bar_axis(ax_rank, ep_size)
     ax_rank.set_xlabel("rank")
     ax_rank.set_ylabel("slots")
     ax_rank.set_title(f"slots per rank (EP {ep_size}): rank {rank} gets {per_rank[rank]} of "
                       f"{real_slots}", fontsize=10)
-    ax_rank.legend(fontsize=9, loc="lower right")
 
     ax_local.bar(np.arange(case.num_local), expert_count, color="#2ca02c", width=0.85)
     for line in range(atomics.COUNTERS_PER_LINE, case.num_local, atomics.COUNTERS_PER_LINE):
@@ -103,7 +106,7 @@ def _draw_adjusted(ax, adjusted, start, num_local):
     ax.set_xlabel("slot k of the token")
     ax.set_ylabel("token")
     ax.set_title(f"adjusted ids (id - {start}; grey: -1)"
-                 + (f", first 8 and last 3 of {adjusted.shape[0]} tokens" if cut else ""), fontsize=10)
+                 + (f"\ntokens 0-7 and the last 3 of {adjusted.shape[0]}" if cut else ""), fontsize=10)
 
 
 def routing_controls(hold, preset, num_tokens, ep_size, rank, skew, pad_fraction, seed) -> dict:
