@@ -197,7 +197,7 @@ def lab(tmp_path_factory):
     shutil.copytree(NOTEBOOKS, root / "solution", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     make_student_edition(NOTEBOOKS, root / "student")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in [*ARTIFACTS.glob("*.png"), *ARTIFACTS.glob("*.log")]:  # this run's pictures only
+    for old in [*ARTIFACTS.glob("solution-*.png"), *ARTIFACTS.glob("student-*.png")]:  # this run's only
         old.unlink()
     port, token = free_port(), secrets.token_hex(16)
     log_path = tmp / "jupyter.log"
