@@ -19,7 +19,6 @@ import moe_lab
 from moe_lab import atomics, routing, widgets
 from moe_lab.registry import stage
 
-
 # ---------------------------------------------------------------------------------------------
 # skew
 
@@ -163,14 +162,18 @@ def test_explorer_reports_bad_input_instead_of_crashing():
 # layout: what a learner sees on a 1280x720 screen
 
 
-@pytest.mark.parametrize("make", [widgets.routing_explorer, widgets.atomics_explorer, widgets.ir_explorer])
+@pytest.mark.parametrize("make", [lambda: widgets.routing_explorer(num_tokens=32), widgets.atomics_explorer,
+                                  widgets.ir_explorer, lambda: widgets.perf_explorer(synthetic_results())],
+                         ids=["routing", "atomics", "ir", "perf"])
 def test_every_control_shows_a_value_at_its_default(make):
-    w = make() if make is not widgets.routing_explorer else make(num_tokens=32)
+    w = make()
     assert w.children == (w.grid, w.out), "the controls' grid first, then the one output"
     assert list(w.grid.children) == list(w.controls.values())
     for name, c in w.controls.items():
         assert c.value is not None, f"{name} is blank at its default"
-        if hasattr(c, "options"):  # a dropdown shows the label of its value: it must have one
+        if isinstance(c.value, tuple):  # a multiple selection: something selected
+            assert c.value, f"{name} has nothing selected"
+        elif hasattr(c, "options"):  # a dropdown shows the label of its value: it must have one
             labels = [str(o[0] if isinstance(o, tuple) else o) for o in c.options]
             assert c.index is not None and labels[c.index].strip(), f"{name} shows no label"
         assert len(c.description) <= 13, f"{name}'s label {c.description!r} does not fit the grid column"

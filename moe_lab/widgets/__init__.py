@@ -25,8 +25,7 @@ layer), :mod:`.routing`, :mod:`.atomics`, :mod:`.ir`, :mod:`.perf` (one explorer
 from __future__ import annotations
 
 from .atomics import BLOCK_DEFAULT, GRID_LIBRARY, atomics_explorer, atomics_view
-from .cases import (DPI, SKEW_HOT, SKEW_OPTIONS, ZIPF_MAX, ep_sizes, make_case, png_bytes,
-                    skew_distribution)
+from .cases import DPI, SKEW_HOT, SKEW_OPTIONS, ZIPF_MAX, ep_sizes, make_case, png_bytes, skew_distribution
 from .explorer import Explorer
 from .ir import IR_LEVELS, IR_STAGES, ir_diff_view, ir_explorer
 from .perf import PERF_KINDS, perf_explorer, perf_view

@@ -121,8 +121,8 @@ class Explorer(ipywidgets.interactive):
             shown, data = self._view(**kwargs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:  # say why, no traceback
             self.error, self.shown = str(err), None
-            self._show(lambda: {"text/html": message_html(f"cannot draw: {err}"),
-                                "text/plain": f"cannot draw: {err}"})
+            message = f"cannot draw: {err}"
+            self._show(lambda: {"text/html": message_html(message), "text/plain": message})
             return None
         self.error, self.shown = None, shown
         self.renders += 1
