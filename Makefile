@@ -10,10 +10,10 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PORT ?= 8888
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup kernel lab test test-fast book bench student browser-deps clean help
+.PHONY: setup lab test test-fast book bench student browser-deps clean help
 
 help:
-	@echo "make lab      set up .venv and open JupyterLab on notebooks/00_tour.ipynb"
+	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
 	@echo "make test     set up .venv and run every test, notebooks included"
 	@echo "make book     execute every notebook headless and render HTML into book/"
 	@echo "make bench    run the GPU benchmark (python -m moe_lab.bench), results into data/bench/"
@@ -41,6 +41,7 @@ LAB_ARGS := --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_tour.ipyn
 	--LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings \
 	--LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
+.PHONY: kernel
 kernel: setup  # for a .venv made before the workbook had its own kernel
 	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "moe-lab (Python)" >/dev/null
 
