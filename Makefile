@@ -31,10 +31,22 @@ $(STAMP): pyproject.toml
 	  $(PY) -m pip install -q torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2); fi
 	$(PY) -m pip install -q -e '.[lab,dev]' 2> >(grep -v "^WARNING: Location" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "moe-lab (Python)" >/dev/null
 	@touch $(STAMP)
 
-lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
+# The workbook's kernel ("moe-lab (Python)", this .venv) and JupyterLab's settings for it
+# (.jupyter/lab/settings/overrides.json: no news pop-up); Lab opens on 00_tour.ipynb.
+KERNEL_NAME := moe-lab
+LAB_ARGS := --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_tour.ipynb \
+	--LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings \
+	--LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+
+.PHONY: kernel
+kernel: setup  # for a .venv made before the workbook had its own kernel
+	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "moe-lab (Python)" >/dev/null
+
+lab: kernel
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 browser-deps:
 	@bash tools/browser-deps.sh || echo "browser deps unavailable: the browser test will be skipped"

@@ -7,9 +7,12 @@ The notebooks never keep a second copy of a kernel: they display the code that r
     show_diff(tl_full.tl_full_kernel, scalar_atomic.scalar_atomic_kernel)
     show_side_by_side(tl_full.tl_full_kernel, scalar_atomic.scalar_atomic_kernel)
     show_text(ptx, "ptx")                       # any text: PTX, LLVM IR, a diff
+    show_verify(verify.verify("best"))          # a verify table: a summary line, failures in red
+    show_note(backend.describe())               # one small grey note
 
-Each returns a :class:`Code` object that renders as highlighted HTML in Jupyter (via pygments, with
-inline styles, so exported HTML keeps its colours) and as plain text anywhere else.
+Each returns an object that renders as HTML in Jupyter (code highlighted via pygments, with inline
+styles, so exported HTML keeps its colours) and as plain text anywhere else. Code longer than
+:data:`SCROLL_LINES` lines sits in a scrolling box, so a long IR listing does not run down the page.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from pathlib import Path
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _PRE_STYLE = ("font-family: var(--jp-code-font-family, monospace); font-size: 90%; white-space: pre; "
               "margin: 0; padding: 4px")
+SCROLL_LINES = 40
+"""Code with more lines than this is shown in a box of about this height that scrolls."""
+_SCROLL_STYLE = f"max-height:{SCROLL_LINES * 1.35:.0f}em;overflow:auto;border:1px solid #e0e0e0"
 
 
 class Code:
@@ -42,7 +48,12 @@ class Code:
     def _repr_html_(self) -> str:
         head = (f'<div style="font-size:85%;color:#666;margin-bottom:2px">{html.escape(self.header)}</div>'
                 if self.header else "")
-        return head + highlight(self.text, self.language)
+        body = highlight(self.text, self.language)
+        if self.text.count("\n") >= SCROLL_LINES:  # long listings scroll inside the page
+            lines = self.text.count("\n") + 1
+            body = (f'<div style="{_SCROLL_STYLE}">{body}</div>'
+                    f'<div style="font-size:80%;color:#666">{lines} lines: scroll the box</div>')
+        return head + body
 
 
 def highlight(text: str, language: str = "python") -> str:
@@ -120,9 +131,10 @@ class SideBySide:
         return f"{self.left!r}\n\n{self.right!r}"
 
     def _repr_html_(self) -> str:
-        cell = '<td style="vertical-align:top;text-align:left;padding:0 6px">{}</td>'
-        return ('<table style="border:none;font-size:85%"><tr>' + cell.format(self.left._repr_html_())
-                + cell.format(self.right._repr_html_()) + "</tr></table>")
+        # Two columns where each has room for about 90 characters (a wide screen); at 1280 px they stack.
+        box = '<div style="flex:1 1 48em;min-width:0;overflow-x:auto">{}</div>'
+        return ('<div style="display:flex;flex-wrap:wrap;gap:4px 12px;font-size:85%">'
+                + box.format(self.left._repr_html_()) + box.format(self.right._repr_html_()) + "</div>")
 
 
 def show_side_by_side(a, b) -> SideBySide:
@@ -135,5 +147,73 @@ def show_text(text: str, language: str = "text", header: str = "") -> Code:
     return Code(text.rstrip("\n"), language, header)
 
 
-__all__ = ["Code", "SideBySide", "highlight", "source", "show_source", "show_diff", "show_side_by_side",
-           "show_text"]
+class Note:
+    """One short line of text shown small and grey (HTML), or as itself (plain text)."""
+
+    def __init__(self, text: str):
+        self.text = str(text)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return (f'<div style="font-size:90%;color:#555;border-left:3px solid #9ecae1;padding:2px 8px">'
+                f"{html.escape(self.text)}</div>")
+
+
+def show_note(text: str) -> Note:
+    """A small note, for a remark that is not a result (e.g. ``backend.describe()``)."""
+    return Note(text)
+
+
+class VerifyTable:
+    """A :func:`moe_lab.verify.verify` table: a summary line, then the cases, failures in red.
+
+    The plain text is the summary and the table as pandas prints it; ``.df`` is the DataFrame.
+    """
+
+    def __init__(self, df, title: str = ""):
+        if "ok" not in getattr(df, "columns", ()):
+            raise TypeError(f"show_verify: expected the DataFrame verify.verify(...) returns (with an 'ok' "
+                            f"column), got {type(df).__name__}; call show_verify(verify.verify(stage))")
+        self.df, self.title = df, title
+
+    @property
+    def failed(self) -> int:
+        return int((~self.df["ok"].astype(bool)).sum())
+
+    def summary(self) -> str:
+        n, bad = len(self.df), self.failed
+        head = f"{self.title}: " if self.title else ""
+        return head + (f"all {n} cases pass" if not bad else f"{bad} of {n} cases FAIL")
+
+    def __repr__(self) -> str:
+        return self.summary() + "\n" + self.df.to_string()
+
+    def _repr_html_(self) -> str:
+        bad = self.failed
+        color = "#1a7f37" if not bad else "#b00020"
+        rows = []
+        for case, row in self.df.iterrows():
+            ok = bool(row["ok"])
+            style = "" if ok else ' style="background:#fde2e1"'
+            mark = ('<span style="color:#1a7f37">&#10003; pass</span>' if ok
+                    else '<span style="color:#b00020;font-weight:bold">&#10007; FAIL</span>')
+            detail = html.escape(str(row.get("detail", "")))
+            td = "<td style='text-align:left'>{}</td>"
+            cells = (html.escape(str(case)), mark, detail)
+            rows.append(f"<tr{style}>" + "".join(td.format(c) for c in cells) + "</tr>")
+        return (f'<div style="font-weight:bold;color:{color};margin:2px 0">'
+                f"{html.escape(self.summary())}</div>"
+                '<table style="font-size:90%"><thead><tr><th style="text-align:left">case</th>'
+                '<th style="text-align:left">result</th><th style="text-align:left">detail</th></tr></thead>'
+                f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def show_verify(df, title: str = "") -> VerifyTable:
+    """``verify.verify(...)``'s table, readable: a pass/fail summary on top, failing cases in red."""
+    return VerifyTable(df, title)
+
+
+__all__ = ["Code", "Note", "SideBySide", "VerifyTable", "highlight", "source", "show_source", "show_diff",
+           "show_side_by_side", "show_text", "show_note", "show_verify", "SCROLL_LINES"]

@@ -2,7 +2,8 @@
 
 The subprocess tests start a fresh Python with ``TRITON_INTERPRET`` removed and CUDA hidden, as a
 learner's laptop would be, and look at what the import did: the environment variable, the notice
-on stderr (once, and not with ``MOE_LAB_QUIET=1``) and the type of the kernel objects, which Triton
+on stderr (once, not with ``MOE_LAB_QUIET=1``, and never inside IPython, where it would be an stderr
+box in every notebook) and the type of the kernel objects, which Triton
 decides at ``@triton.jit`` time. A user's own ``TRITON_INTERPRET`` must be left alone.
 They are skipped on a GPU machine, where the in-process checks below cover the CUDA side.
 """
@@ -32,6 +33,9 @@ KERNELS = {  # stage module -> its @triton.jit kernel
 
 PROBE = r"""
 import importlib, json, os, sys
+if os.environ.get("MOE_LAB_PROBE_IPYTHON"):  # as in a notebook's kernel: an IPython shell exists
+    from IPython.core.interactiveshell import InteractiveShell
+    InteractiveShell.instance()
 import moe_lab
 import moe_lab.backend, moe_lab.stages.best  # imported again: the notice must not repeat
 from moe_lab import backend
@@ -71,7 +75,8 @@ def start_probe(**env_changes) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-SCENARIOS = {"default": {}, "quiet": {"MOE_LAB_QUIET": "1"}, "user_says_0": {"TRITON_INTERPRET": "0"}}
+SCENARIOS = {"default": {}, "quiet": {"MOE_LAB_QUIET": "1"}, "user_says_0": {"TRITON_INTERPRET": "0"},
+             "ipython": {"MOE_LAB_PROBE_IPYTHON": "1"}}
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +122,22 @@ def test_quiet_import_prints_nothing(probes):
 
 
 @no_gpu_only
+def test_inside_ipython_the_import_is_silent(probes):
+    got, stderr = probes["ipython"]
+    assert got["interpreter"] is True and got["env"] == "1"
+    assert stderr.strip() == "", f"a notebook would show this as an stderr box:\n{stderr}"
+    assert "interpreter" in got["describe"], "describe() still says where kernels run"
+
+
+def test_describe_renders_as_a_small_note():
+    from moe_lab.show import show_note
+
+    note = show_note(backend.describe())
+    assert repr(note) == backend.describe()
+    assert "border-left" in note._repr_html_() and "stderr" not in note._repr_html_()
+
+
+@no_gpu_only
 def test_user_choice_of_triton_interpret_is_kept(probes):
     got, stderr = probes["user_says_0"]
     assert got["env"] == "0", "the user's TRITON_INTERPRET must not be overwritten"
@@ -146,7 +167,8 @@ def test_this_process_is_consistent():
 def test_triton_imported_before_moe_lab_still_works():
     """A learner who runs `import triton` first must still get correct interpreter results."""
     code = ("import triton, torch, moe_lab\n"
-            "ids = torch.randint(-1, 40, (300, 6), dtype=torch.int32, generator=torch.Generator().manual_seed(3))\n"
+            "ids = torch.randint(-1, 40, (300, 6), dtype=torch.int32,\n"
+            "                    generator=torch.Generator().manual_seed(3))\n"
             "ref = moe_lab.recombine(ids, 0, 32, 'torch')\n"
             "for v in ('tl_full', 'block_histogram', 'decode', 'one_launch', 'best'):\n"
             "    out = moe_lab.recombine(ids, 0, 32, v)\n"

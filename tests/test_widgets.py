@@ -1,7 +1,8 @@
 """moe_lab.widgets: the plain view functions, and the explorers driven from Python (no browser).
 
 Widgets are tested as ipywidgets allows without a front end: set ``explorer.controls[name].value``
-(or ``children[i].value``), which re-runs the view, and read ``explorer.result``. The display logic
+(or the value of a control in ``explorer.grid.children``), which re-runs the view, and read
+``explorer.result``. The display logic
 (static figure first, cleared by the first live view) is checked with IPython's capturing display
 publisher. The real browser test is tests/test_browser.py.
 """
@@ -17,7 +18,6 @@ from matplotlib.figure import Figure
 import moe_lab
 from moe_lab import atomics, routing, widgets
 from moe_lab.registry import stage
-
 
 # ---------------------------------------------------------------------------------------------
 # skew
@@ -102,9 +102,9 @@ def test_routing_explorer_redraws_when_a_control_moves():
     w.controls["skew"].value = widgets.SKEW_HOT
     assert w.renders == 2 and w.result["distribution"] == "hot"
     assert w.result["expert_count"][0] == 64
-    # the same through the children list, as ipywidgets.interactive exposes it
-    names = [c.description for c in w.children[:-1]]
-    w.children[names.index("tokens")].value = 100
+    # the same through the grid of controls the widget displays
+    names = [c.description for c in w.grid.children]
+    w.grid.children[names.index("tokens")].value = 100
     assert w.result["num_tokens"] == 100
 
 
@@ -154,8 +154,69 @@ def test_explorer_reports_bad_input_instead_of_crashing():
     assert w.error is None
     w.controls["block"].value = 64  # not a multiple of topk 6
     assert w.result is None and "multiple of topk" in w.error
-    w.controls["block"].value = None
+    w.controls["block"].value = widgets.BLOCK_DEFAULT
     assert w.error is None and w.result.launch.block == 32 * 6
+
+
+# ---------------------------------------------------------------------------------------------
+# layout: what a learner sees on a 1280x720 screen
+
+
+@pytest.mark.parametrize("make", [lambda: widgets.routing_explorer(num_tokens=32), widgets.atomics_explorer,
+                                  widgets.ir_explorer, lambda: widgets.perf_explorer(synthetic_results())],
+                         ids=["routing", "atomics", "ir", "perf"])
+def test_every_control_shows_a_value_at_its_default(make):
+    w = make()
+    assert w.children == (w.grid, w.out), "the controls' grid first, then the one output"
+    assert list(w.grid.children) == list(w.controls.values())
+    for name, c in w.controls.items():
+        assert c.value is not None, f"{name} is blank at its default"
+        if isinstance(c.value, tuple):  # a multiple selection: something selected
+            assert c.value, f"{name} has nothing selected"
+        elif hasattr(c, "options"):  # a dropdown shows the label of its value: it must have one
+            labels = [str(o[0] if isinstance(o, tuple) else o) for o in c.options]
+            assert c.index is not None and labels[c.index].strip(), f"{name} shows no label"
+        assert len(c.description) <= 13, f"{name}'s label {c.description!r} does not fit the grid column"
+    assert "repeat(auto-fill" in w.grid.layout.grid_template_columns
+
+
+def test_atomics_explorer_names_the_stage_rule_and_the_library_grid():
+    w = widgets.atomics_explorer(stage="block_histogram", num_tokens=300, num_programs=None)
+    assert w.controls["block"].label == "stage's rule"
+    assert w.controls["num_programs"].label == "library's, here"
+    assert w.error is None
+    library = w.result.launch.num_programs
+    w.controls["num_programs"].value = 1
+    assert w.result.launch.num_programs == 1
+    w.controls["num_programs"].value = widgets.GRID_LIBRARY
+    assert w.result.launch.num_programs == library
+
+
+def test_text_before_the_widget_runs_says_to_run_the_cell():
+    w = widgets.routing_explorer(num_tokens=16)
+    bundle = w._repr_mimebundle_()
+    assert bundle["text/plain"] == "routing explorer: run this cell for live controls"
+
+
+@pytest.mark.parametrize("preset,ep_size", [("mixtral", 8), ("deepseek-v3", 1)])
+def test_a_single_bar_gets_a_whole_number_axis(preset, ep_size):
+    fig, data = widgets.routing_view(preset, num_tokens=16, ep_size=ep_size)
+    ax_rank, ax_local = fig.axes[1], fig.axes[2]
+    for ax, n in ((ax_rank, ep_size), (ax_local, data["num_local"])):
+        ticks = ax.get_xticks()
+        assert all(float(t).is_integer() for t in ticks), ticks
+        lo, hi = ax.get_xlim()
+        assert lo < -0.5 and hi > n - 0.5, "every bar inside the axis"
+
+
+def test_figures_fit_under_the_controls_on_a_laptop_screen():
+    for fig in (widgets.routing_view(num_tokens=16)[0], widgets.atomics_view(num_tokens=16)[0]):
+        width, height = fig.get_size_inches() * widgets.DPI
+        assert width <= 900 and height <= 470, (width, height)
+        for ax in fig.axes:  # titles, labels and cell numbers no smaller than 7 pt (8 px at 80 DPI)
+            for text in [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]:
+                if text.get_text():
+                    assert text.get_fontsize() >= 7, (text.get_text(), text.get_fontsize())
 
 
 @pytest.fixture
