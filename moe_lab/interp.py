@@ -86,7 +86,8 @@ def is_kernel(obj) -> bool:
 
 
 def handle(data, dtype=None):
-    """An interpreter tensor handle over the numpy array ``data`` (``dtype``: a Triton dtype, default int32)."""
+    """An interpreter tensor handle over the numpy array ``data``
+    (``dtype``: a Triton dtype, default int32)."""
     from triton.runtime import interpreter
 
     return interpreter.TensorHandle(data, interpreter.tl.int32 if dtype is None else dtype)

@@ -18,9 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from . import results
+from .pictures import DPI
 from .registry import STAGES
-
-DPI = 80
 
 BASELINE_COLORS = {
     "copy": "#000000",           # black: the floor

@@ -191,7 +191,7 @@ def _bad(device, **change):
     (lambda d, a: {"align": 96}, ValueError, "power of two"),
     (lambda d, a: {"align": 0}, ValueError, "align"),
     (lambda d, a: {"padding": -1}, ValueError, "padding"),
-    (lambda d, a: {"num_local": 0}, ValueError, "num_local_experts"),
+    (lambda d, a: {"num_local": 0}, ValueError, "num_local"),
     (lambda d, a: {"num_local": 2048}, ValueError, "1024"),
     (lambda d, a: {"x": a["x"].t().contiguous().t()}, ValueError, "contiguous"),
 ])

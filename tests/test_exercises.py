@@ -64,9 +64,11 @@ def test_planted_mistake_is_caught_with_its_hint(capsys, exercise, mistake, plan
 
 def test_every_exercise_in_the_spec_has_solution_stub_and_mistakes():
     assert list(exercises.EXERCISES) == ["naive", "debug", "block_size", "masked_block", "relaxed",
-                                         "block_histogram", "decode", "ticket"]
+                                         "block_histogram", "decode", "ticket", "stable_rank"]
     planted = {m[0] for m in K.MISTAKES}
-    assert planted == set(exercises.EXERCISES)
+    # an exercise with a checker of its own has its planted mistakes beside it
+    # (tests/test_dispatch_exercise.py)
+    assert planted == {name for name, ex in exercises.EXERCISES.items() if not ex.runner}
     for ex in exercises.EXERCISES.values():
         assert ex.description and ex.signature and ex.launch
         assert all(key in exercises.HINTS for key in ex.symptoms)

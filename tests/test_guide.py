@@ -31,7 +31,8 @@ def notebook_time(path: Path) -> tuple[str, int]:
     if first is None:
         raise AssertionError(f"{path.name} has no markdown cell to carry its time line")
     text = "".join(first["source"])
-    found = [("path", int(m)) for m in TIME.findall(text)] + [("take-home", int(m)) for m in TAKE_HOME.findall(text)]
+    found = ([("path", int(m)) for m in TIME.findall(text)]
+             + [("take-home", int(m)) for m in TAKE_HOME.findall(text)])
     if len(found) != 1:
         raise AssertionError(f"{path.name}: the first markdown cell must carry exactly one time line "
                              f"('**Time:** NN min' or '**Take-home:** about NN min'), found {len(found)}")
@@ -91,8 +92,9 @@ def test_the_guide_lists_every_notebook_with_the_notebooks_own_time():
         kind, minutes = notebook_time(path)
         clock_col, minutes_col = rows[name]
         if kind == "path":
-            assert minutes_col == str(minutes), (f"{name} says **Time:** {minutes} min; the guide's table says "
-                                                 f"{minutes_col!r}: update the guide's timetable")
+            assert minutes_col == str(minutes), (f"{name} says **Time:** {minutes} min; "
+                                                 f"the guide's table says {minutes_col!r}: "
+                                                 f"update the guide's timetable")
         else:
             assert (clock_col, minutes_col) == ("take-home", f"about {minutes}"), (
                 f"{name} says **Take-home:** about {minutes} min; the guide's row says {clock_col!r}, "
@@ -102,12 +104,14 @@ def test_the_guide_lists_every_notebook_with_the_notebooks_own_time():
 def test_the_path_is_three_hours_and_the_clock_adds_up():
     rows = guide_rows(GUIDE.read_text())
     path = [(name, notebook_time(NOTEBOOKS / name)[1]) for name in sorted(rows) if name[:2] in PATH_NOTEBOOKS]
-    assert [name[:2] for name, _ in path] == list(PATH_NOTEBOOKS), "the path must be notebooks 00 to 07, each once"
+    assert [name[:2] for name, _ in path] == list(PATH_NOTEBOOKS), \
+        "the path must be notebooks 00 to 07, each once"
     total = sum(minutes for _, minutes in path)
     assert total == PATH_MINUTES, (f"the path 00-07 adds up to {total} min, not {PATH_MINUTES}: "
                                    + ", ".join(f"{name[:2]} {m}" for name, m in path))
     elapsed = 0
     for name, minutes in path:
         want = f"{clock(elapsed)}-{clock(elapsed + minutes)}"
-        assert rows[name][0] == want, f"{name}: the guide's clock says {rows[name][0]!r}, the minutes give {want!r}"
+        assert rows[name][0] == want, \
+            f"{name}: the guide's clock says {rows[name][0]!r}, the minutes give {want!r}"
         elapsed += minutes

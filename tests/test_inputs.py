@@ -41,7 +41,8 @@ BAD_INPUTS = [
      r"topk_ids must be 2-D.*got 0-D"),
     ("transposed ids", lambda d: (good_ids(d, (8, 4)).t(), 0, 8), ValueError,
      r"topk_ids must be contiguous.*got strides \(1, 4\) for shape \(4, 8\)"),
-    ("list of ids", lambda d: ([[1, 2], [3, 4]], 0, 8), TypeError, r"topk_ids must be a torch\.Tensor.*got list"),
+    ("list of ids", lambda d: ([[1, 2], [3, 4]], 0, 8), TypeError,
+     r"topk_ids must be a torch\.Tensor.*got list"),
     ("numpy ids", lambda d: (np.zeros((2, 2), dtype=np.int32), 0, 8), TypeError,
      r"topk_ids must be a torch\.Tensor.*got ndarray"),
     ("negative start", lambda d: (good_ids(d), -1, 8), ValueError,
@@ -103,7 +104,8 @@ def test_cuda_tensor_when_kernels_run_in_the_interpreter(stage_name, monkeypatch
 
 @pytest.mark.parametrize("stage_name", ALL_STAGES)
 @pytest.mark.parametrize("start, num_local", [(np.int64(4), np.int32(8)), (torch.tensor(4), torch.tensor(8)),
-                                              (torch.tensor([4]), 8)], ids=["numpy", "0-d tensor", "1-element"])
+                                              (torch.tensor([4]), 8)],
+                         ids=["numpy", "0-d tensor", "1-element"])
 def test_integer_like_arguments_are_accepted(stage_name, start, num_local, device):
     ids = torch.tensor([[4, 11, -1, 12], [3, 5, 7, 9]], dtype=torch.int32, device=device)
     adjusted, counts = moe_lab.stage(stage_name).run(ids, start, num_local)
@@ -154,14 +156,16 @@ def test_meta_tensors_get_a_clear_error(stage_name):
 @pytest.mark.parametrize("stage_name", ALL_STAGES)
 def test_meta_start_gets_a_clear_error(stage_name, device):
     meta_start = torch.empty((), dtype=torch.int64, device="meta")
-    with pytest.raises(TypeError, match=r"start is a meta tensor \(a shape without data\).*pass a Python int"):
+    with pytest.raises(TypeError,
+                       match=r"start is a meta tensor \(a shape without data\).*pass a Python int"):
         moe_lab.stage(stage_name).run(good_ids(device), meta_start, 8)
 
 
 # --- best's out-parameters ------------------------------------------------------------------
 
 BAD_OUTS = [
-    ("adjusted_out int64", lambda ids: dict(adjusted_out=torch.empty_like(ids, dtype=torch.int64)), ValueError,
+    ("adjusted_out int64", lambda ids: dict(adjusted_out=torch.empty_like(ids, dtype=torch.int64)),
+     ValueError,
      r"adjusted_out must be a contiguous torch\.int32 tensor of shape \(5, 4\).*got torch\.int64 \(5, 4\)"),
     ("adjusted_out wrong shape", lambda ids: dict(adjusted_out=torch.empty((4, 5), dtype=ids.dtype,
                                                                            device=ids.device)),
@@ -225,7 +229,8 @@ def _overlapping_outputs(ids):
     pool = torch.full((ids.numel() + 8,), 77, dtype=ids.dtype, device=ids.device)
     return [
         ("adjusted_out is topk_ids", dict(adjusted_out=ids), "adjusted_out overlaps topk_ids"),
-        ("counts inside the ids", dict(expert_count_out=ids.view(-1)[4:12]), "expert_count_out overlaps topk_ids"),
+        ("counts inside the ids", dict(expert_count_out=ids.view(-1)[4:12]),
+         "expert_count_out overlaps topk_ids"),
         ("counts inside adjusted_out", dict(adjusted_out=pool[:ids.numel()].view(ids.shape),
                                             expert_count_out=pool[ids.numel() - 3:ids.numel() + 5]),
          "expert_count_out overlaps adjusted_out"),

@@ -2,9 +2,9 @@
 
 Nothing can be installed from conda channels on the build machines, so environment.yml is kept
 honest by this test rather than by hand: it must ask for the same packages, with the same minimum
-versions, as pyproject.toml's dependencies plus the ``lab`` and ``dev`` extras (conda calls torch ``pytorch``).
-The kernel library itself installs with torch, triton and numpy alone; a test imports it with every
-workbook package blocked.
+versions, as pyproject.toml's dependencies plus the ``lab`` and ``dev`` extras (conda calls torch
+``pytorch``). The kernel library itself installs with torch, triton and numpy alone; a test imports
+it with every workbook package blocked.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def test_side_by_side_rejects_mismatched_or_wrong_inputs():
 def test_ticket_timeline_gives_the_last_ticket_to_the_last_program_to_finish():
     fig = ticket.ticket_timeline((5.0, 3.0, 6.5, 4.0))
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == ["ticket 2: done, exits", "ticket 0: done, exits", "ticket 3 = last", "ticket 1: done, exits"]
+    assert texts == ["ticket 2: done, exits", "ticket 0: done, exits", "ticket 3 = last",
+                     "ticket 1: done, exits"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [label for _, label in ticket.PHASES.values()]
 

@@ -46,8 +46,10 @@ def test_exact_fit_has_no_masked_lane():
     ({"num_total": 0, "block": 8}, ValueError, "num_total must be at least 1, got 0"),
     ({"num_total": 10, "block": 2.5}, TypeError, "block must be an int, got float 2.5"),
     ({"num_total": 4096, "block": 256}, ValueError, "draw a smaller example"),
-    ({"num_total": 10, "block": 4, "ids": np.arange(9)}, ValueError, "ids has 9 elements but num_total is 10"),
-    ({"num_total": 4, "block": 4, "ids": np.arange(4), "start": 0}, ValueError, "pass both start and num_local"),
+    ({"num_total": 10, "block": 4, "ids": np.arange(9)}, ValueError,
+     "ids has 9 elements but num_total is 10"),
+    ({"num_total": 4, "block": 4, "ids": np.arange(4), "start": 0}, ValueError,
+     "pass both start and num_local"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, error, words):
     with pytest.raises(error, match=words):

@@ -49,7 +49,8 @@ def test_case_is_reproducible():
 def test_dtype_follows_the_argument():
     assert routing.uniform(5, 8, 2).dtype == torch.int32
     assert routing.uniform(5, 8, 2, dtype=torch.int64).dtype == torch.int64
-    assert torch.equal(routing.uniform(50, 8, 2, seed=3, dtype=torch.int64), routing.uniform(50, 8, 2, seed=3).long())
+    assert torch.equal(routing.uniform(50, 8, 2, seed=3, dtype=torch.int64),
+                       routing.uniform(50, 8, 2, seed=3).long())
     assert routing.case("mixtral", 7, ep_size=2, dtype=torch.int64).topk_ids.dtype == torch.int64
 
 
@@ -145,7 +146,8 @@ def test_presets():
                                                   ("qwen3-moe", -2)])
 def test_ep_size_must_divide_the_experts(preset_name, ep_size):
     with pytest.raises(ValueError, match=rf"ep_size={ep_size} must be a positive divisor of "
-                                         rf"{preset_name}'s {routing.PRESETS[preset_name].num_experts} experts"):
+                                         rf"{preset_name}'s "
+                                         rf"{routing.PRESETS[preset_name].num_experts} experts"):
         routing.case(preset_name, 16, ep_size=ep_size)
 
 

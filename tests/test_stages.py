@@ -61,8 +61,8 @@ def _adversarial_cases() -> list[verify.Case]:
         C("255 slots (block 256 - 1)", rand(-1, 16, (255, 1)), 0, 16, "one partial block only"),
         C("264 slots, topk 8", rand(-1, 64, (33, 8)), 16, 32, "blocks of 128 and a tail of 8"),
         C("2049 slots, decode tail", rand(-1, 64, (683, 3)), 16, 32, "decode loops over 2048-slot tiles"),
-        C(f"{block_histogram.BLOCK + 1} slots, histogram tail", rand(-1, 64, (block_histogram.BLOCK + 1, 1)), 0,
-          32, f"block_histogram tiles are {block_histogram.BLOCK} slots: one full tile and a tail of one"),
+        C(f"{block_histogram.BLOCK + 1} slots, histogram tail", rand(-1, 64, (block_histogram.BLOCK + 1, 1)),
+          0, 32, f"block_histogram tiles are {block_histogram.BLOCK} slots: one full tile and a tail of one"),
         C("all padding", torch.full((33, 8), -1, dtype=torch.int32), 0, 8, "every slot -1"),
         C("all padding int64", torch.full((20, 6), -1, dtype=torch.int64), 0, 8, "every slot -1"),
         C("every slot on one expert", torch.full((50, 8), 11, dtype=torch.int32), 8, 16,
@@ -82,7 +82,8 @@ def _adversarial_cases() -> list[verify.Case]:
                                             [-1, INT32_MIN, INT32_MAX - 8, 0]]), INT32_MAX - 16, 16,
           "start + num_local == INT32_MAX: no overflow in the range test"),
         C("empty input", torch.empty((0, 8), dtype=torch.int32), 0, 8, "empty ids, zero counts"),
-        C("empty input int64 topk 6", torch.empty((0, 6), dtype=torch.int64), 4, 12, "empty ids, zero counts"),
+        C("empty input int64 topk 6", torch.empty((0, 6), dtype=torch.int64), 4, 12,
+          "empty ids, zero counts"),
         C("one token", rand(0, 32, (1, 8)), 0, 32, "a grid of one program"),
         C("num_local 1", rand(-1, 8, (29, 2)), 5, 1, "a single counter"),
         C("num_local 3", rand(-1, 12, (31, 4)), 4, 3, "not a power of two: bins padded to 4"),
@@ -314,7 +315,8 @@ def test_ep_group_counts_add_up(stage_name, seed, replay, device):
             counts.append(expert_count)
         num_experts = gathered.preset.num_experts
         real = ids[ids != -1].long()
-        assert torch.equal(torch.cat(counts).long().cpu(), torch.bincount(real.cpu(), minlength=num_experts)), \
+        assert torch.equal(torch.cat(counts).long().cpu(),
+                           torch.bincount(real.cpu(), minlength=num_experts)), \
             f"ranks' counts do not add up to the global histogram {where}"
         assert torch.equal(owners, (ids != -1).long()), f"a slot is local on 0 or 2+ ranks {where}"
 
@@ -355,8 +357,9 @@ def test_best_runs_the_kernel_it_chooses(num_tokens, topk, num_local, expected, 
     calls = []
     for module in (decode, block_histogram, one_launch, relaxed):
         original = module.launch
+        name = module.__name__.rsplit(".", 1)[1]
 
-        def spy(*args, _name=module.__name__.rsplit(".", 1)[1], _original=original, **kwargs):
+        def spy(*args, _name=name, _original=original, **kwargs):
             calls.append(_name)
             return _original(*args, **kwargs)
 
@@ -389,7 +392,8 @@ def test_one_launch_leaves_its_scratch_zeroed(seed, replay, device):
             got = run_poisoned("one_launch", case.topk_ids, case.start, case.num_local)
             adjusted = torch.full_like(case.topk_ids, verify.POISON)
             counts = torch.full((num_local,), verify.POISON, dtype=torch.int32, device=device)
-            one_launch.launch(case.topk_ids, adjusted, counts, case.start, case.num_local, scratch_buffer=kept)
+            one_launch.launch(case.topk_ids, adjusted, counts, case.start, case.num_local,
+                              scratch_buffer=kept)
             want = verify.reference(case.topk_ids, case.start, case.num_local)
             assert torch.equal(got[1], want[1]) and torch.equal(counts, want[1]), f"{case.name}; {replay}"
             assert torch.equal(adjusted, want[0]), f"{case.name}; {replay}"
@@ -423,7 +427,8 @@ def test_best_writes_into_given_buffers(num_tokens, topk, num_local, dtype, seed
         assert not (adjusted_out == verify.POISON).any() and not (expert_count_out == verify.POISON).any(), \
             f"poisoned output left unwritten (trial {trial}, {replay})"
         assert torch.equal(adjusted_out, want_ids), f"adjusted_out differs (trial {trial}, {replay})"
-        assert torch.equal(expert_count_out, want_counts), f"expert_count_out differs (trial {trial}, {replay})"
+        assert torch.equal(expert_count_out, want_counts), \
+            f"expert_count_out differs (trial {trial}, {replay})"
 
 
 def test_best_decode_size_boundary_correct(seed, replay, device):
@@ -571,7 +576,8 @@ def test_gpu_best_in_cuda_graph(num_tokens, expected, seed, replay):
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up: compile the kernels before capture
         for _ in range(2):
-            best.run(static_ids, start, num_local, adjusted_out=adjusted_out, expert_count_out=expert_count_out)
+            best.run(static_ids, start, num_local, adjusted_out=adjusted_out,
+                     expert_count_out=expert_count_out)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):

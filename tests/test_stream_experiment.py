@@ -21,13 +21,15 @@ def load_tool():
     return module
 
 
-@pytest.mark.skipif(not moe_lab.backend.INTERPRETER, reason="runs the kernel in Triton's interpreter on CPU tensors")
+@pytest.mark.skipif(not moe_lab.backend.INTERPRETER,
+                    reason="runs the kernel in Triton's interpreter on CPU tensors")
 @pytest.mark.parametrize("grid, block", [(1, 64), (1, 1024), (3, 64)])
 def test_stream_kernel_remaps_every_slot_like_the_reference(grid, block):
     tool = load_tool()
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(-1, 64, (37, 8), generator=gen, dtype=torch.int32)  # 296 slots: a tail in every tile size
-    adjusted = torch.full_like(ids, verify.POISON)                             # a slot never written stays POISON
+    # 296 slots: a tail in every tile size
+    ids = torch.randint(-1, 64, (37, 8), generator=gen, dtype=torch.int32)
+    adjusted = torch.full_like(ids, verify.POISON)  # a slot never written stays POISON
     tool.stream_kernel[(grid,)](ids, adjusted, ids.numel(), 8, 32, BLOCK=block)
     want, _ = verify.reference(ids, 8, 32)
     assert torch.equal(adjusted, want)

@@ -64,8 +64,10 @@ def test_refuses_to_run_without_a_gpu(stress, tmp_path, monkeypatch):
 
 def test_table_reports_the_control_and_the_ratio(stress):
     prov = {"card": "H100", "driver": "1", "torch": "t", "triton": "t", "python": "3", "date": "2026-01-01"}
-    rows = [{"test": "two_streams", "stage": "best", "size": "8M", "trials": 10, "results": 20, "wrong": 0, **prov},
-            {"test": "two_streams", "stage": stress.CONTROL, "size": "8M", "trials": 10, "results": 20, "wrong": 3, **prov}]
+    rows = [{"test": "two_streams", "stage": "best", "size": "8M", "trials": 10, "results": 20, "wrong": 0,
+             **prov},
+            {"test": "two_streams", "stage": stress.CONTROL, "size": "8M", "trials": 10, "results": 20,
+             "wrong": 3, **prov}]
     timing = [{"stage": s, "mode": m, "tokens": t, "median_us": 2.0 if s == "best" else 4.0}
               for s in stress.RETIME_STAGES for m in ("eager", "graph") for t in stress.RETIME_TOKENS]
     text = stress.table(rows, timing)

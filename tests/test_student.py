@@ -328,7 +328,7 @@ def test_instructor_guide_matches_the_notebooks():
     for path in NOTEBOOKS.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
-            for name in re.findall(r"exercises\.check\(\s*['\"](\w+)['\"]", cell.source):
+            for name in re.findall(r"\bcheck\(\s*['\"](\w+)['\"]", cell.source):
                 assert name in EXERCISES, f"{path.name} checks an unknown exercise {name!r}"
                 assert path.name.startswith(EXERCISES[name].notebook), (
                     f"{path.name} runs exercise {name!r}, which EXERCISES places in notebook "

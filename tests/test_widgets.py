@@ -333,4 +333,4 @@ def test_ir_explorer_switches_levels_and_reports_compile_errors():
     w.controls["stage_a"].value = "row_loop"  # tl.arange(0, 6) cannot compile
     assert w.result is None and "power of 2" in w.error
     with pytest.raises(ValueError, match="level"):
-        widgets.ir_diff_view(level="sass")
+        widgets.ir_diff_view(level="cubin")

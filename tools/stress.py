@@ -38,8 +38,8 @@ import datetime as _dt
 import os
 import platform
 import random
-import statistics
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -60,8 +60,8 @@ CONTROL_TESTS = ("two_streams", "two_graphs")
 RETIME_TOKENS = (1, 16, 256, 1024, 4096, 16384, 65536, 262144, 1 << 20)
 RETIME_STAGES = ("best", "old_best", "scalar_atomic")
 POISON = -7
-STRESS_COLUMNS = ["test", "stage", "size", "slots", "trials", "results", "wrong", "card", "driver", "torch", "triton",
-                  "python", "date"]
+STRESS_COLUMNS = ["test", "stage", "size", "slots", "trials", "results", "wrong", "card", "driver", "torch",
+                  "triton", "python", "date"]
 RETIME_COLUMNS = ["stage", "mode", "round", "tokens", "slots", "median_us", "p20_us", "p80_us", "card",
                   "driver", "torch", "triton", "python", "date"]
 
@@ -394,8 +394,8 @@ def table(stress_rows, retime_rows) -> str:
         lines.append(f"  {r['test']:24s} {r['stage']:19s} {r['size']:6s} {r['wrong']:4d} / "
                      f"{r['results']}{tag}")
     if retime_rows:
-        lines.append("re-timing, deepseek-v3 EP 8: the median over rounds of each round's median us; spread = "
-                     "highest / lowest round median - 1 (run-to-run noise)")
+        lines.append("re-timing, deepseek-v3 EP 8: the median over rounds of each round's median us; "
+                     "spread = highest / lowest round median - 1 (run-to-run noise)")
         lines.append(f"  {'tokens':>8s} {'mode':6s} " + " ".join(f"{s:>13s}" for s in RETIME_STAGES)
                      + "  best/old_best  best spread  old spread")
         for tokens in RETIME_TOKENS:

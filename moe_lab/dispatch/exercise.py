@@ -17,26 +17,18 @@ import inspect
 
 import torch
 import triton
+import triton.language as tl
 
 from .. import backend, interp
 from ..exercises import MARKER, CheckResult, collecting, say
-from ..exercises.learn import Text
+from ..exercises.catalogue import EXERCISES
+from ..exercises.learn import PASSED, Text
 
 NAME = "stable_rank"
-SIGNATURE = ["adjusted_ptr", "rank_ptr", "tile_count_ptr", "num_total", "num_local", "BLOCK", "NUM_BINS"]
+SIGNATURE = [name for name, _ in EXERCISES[NAME].params]
 POISON = 0x5A5A5A5
-PASSED: dict[str, bool] = {}
 
-HINTS = {
-    1: "Compare every slot's expert with every bin: hit = (expert[:, None] == bins[None, :]) & local[:, None] "
-       "is a [BLOCK, NUM_BINS] one-hot. A prefix sum down the slots (tl.cumsum(..., axis=0)) counts, for "
-       "each slot, the slots up to it of each expert.",
-    2: "upto = tl.cumsum(hit.to(tl.int32), axis=0); the slot's own column of upto, minus one (the slot "
-       "itself), is its rank: pick it with tl.sum(tl.where(hit, upto, 0), axis=1) - 1. tl.sum(hit, axis=0) "
-       "is the tile's histogram.",
-    3: "rank = tl.where(local, tl.sum(tl.where(hit, upto, 0), axis=1) - 1, -1); store it under the "
-       "in-bounds mask; tl.store(tile_count_ptr + pid * NUM_BINS + bins, tl.sum(hit.to(tl.int32), axis=0)).",
-}
+HINTS = dict(enumerate(EXERCISES[NAME].levels, 1))  # the catalogue holds the exercise's hints
 SYMPTOMS = {
     "poison_rank": "a slot's rank was never stored: store every in-bounds slot, -1 for the slots that are not local",
     "counts_self": "every rank is one too high: the inclusive prefix counts the slot itself; subtract 1",
@@ -48,7 +40,8 @@ SYMPTOMS = {
     "error": "the kernel raised: read the message above, fix the line and run the cell again",
 }
 
-SOLUTION = '''@triton.jit
+
+@triton.jit
 def stable_rank_kernel(adjusted_ptr, rank_ptr, tile_count_ptr, num_total, num_local,
                        BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
     pid = tl.program_id(0)
@@ -62,7 +55,7 @@ def stable_rank_kernel(adjusted_ptr, rank_ptr, tile_count_ptr, num_total, num_lo
     rank = tl.sum(tl.where(hit, upto, 0), axis=1) - 1           # my column, minus myself
     tl.store(rank_ptr + slot, tl.where(local, rank, -1), mask=inside)
     tl.store(tile_count_ptr + pid * NUM_BINS + bins, tl.sum(hit.to(tl.int32), axis=0))
-'''
+
 
 
 def spec(adjusted: torch.Tensor, block: int, num_local: int):
@@ -101,7 +94,8 @@ def cases():
 
 def example() -> Text:
     """The worked example of the spec."""
-    return Text("adjusted   = [ 1, -1,  1,  0,  1,  0]   (one tile, num_local = 2)\n"
+    return Text("stable_rank: one tile, num_local = 2\n"
+                "adjusted   = [ 1, -1,  1,  0,  1,  0]\n"
                 "rank       = [ 0, -1,  1,  0,  2,  1]   (earlier slots of the same expert)\n"
                 "tile_count = [[2, 3]]                    (expert 0 twice, expert 1 three times)")
 
@@ -128,9 +122,9 @@ def hint(level: int = 1) -> Text:
 
 def solution():
     """The shipped answer, as source (only when asked)."""
-    from ..show import Code
+    from ..show import show_source
 
-    return Code(SOLUTION.rstrip("\n"), "python", "stable_rank: the shipped answer")
+    return show_source(stable_rank_kernel)
 
 
 def _is_stub(kernel) -> bool:
@@ -211,6 +205,11 @@ def _check(kernel, level) -> str:
         say(f"  ok    {name}")
     say(f"{NAME}: every case passes.")
     return "PASS"
+
+
+def run(exercise, kernel, level: int) -> bool:
+    """The catalogue's runner: ``moe_lab.exercises.check("stable_rank", kernel)`` comes here."""
+    return _check(kernel, level) == "PASS"
 
 
 def check(name: str, kernel, *, hint: int = 0) -> CheckResult:

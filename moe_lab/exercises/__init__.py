@@ -92,7 +92,7 @@ def _run(ex: Exercise, obj, level: int) -> str:
     if refusals:
         say(f"{name}: read before running")
         say("  FAIL  the kernel as given (not run)")
-        for key, detail in refusals:
+        for _key, detail in refusals:
             say(f"    found: {detail}")
         for key, _ in refusals:
             say(f"  hint: {ex.hint(key)}")

@@ -92,7 +92,8 @@ def buggy_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, 
             else:
                 tl.store(adjusted_ptr + slot, -1)
 '''
-"""The debugging puzzle's kernel: right on rank 0, wrong on every rank with start > 0 (find it by printing)."""
+"""The debugging puzzle's kernel: right on rank 0, wrong on every rank with start > 0
+(find it by printing)."""
 
 
 def buggy_kernel():

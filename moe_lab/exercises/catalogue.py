@@ -307,6 +307,25 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "totals = tl.atomic_xchg(scratch_ptr + bins, zeros, mask=...); tl.store(count_ptr + bins, "
          "totals, mask=...); tl.atomic_xchg(ticket_ptr, 0)."),
         _todo("your ticket kernel"), minutes=25, answer_kernels=("one_launch_kernel",)),
+    Exercise(
+        "stable_rank", "10",
+        "each local slot's rank among the earlier slots of its expert in its tile, and the tile's "
+        "histogram: the first step of the dispatch layout",
+        (("adjusted_ptr", False), ("rank_ptr", False), ("tile_count_ptr", False), ("num_total", False),
+         ("num_local", False), ("BLOCK", True), ("NUM_BINS", True)),
+        "one program per tile of BLOCK slots (16 and 64); rank and tile_count poisoned",
+        _COMMON,
+        ("Compare every slot's expert with every bin: hit = (expert[:, None] == bins[None, :]) & "
+         "local[:, None] is a [BLOCK, NUM_BINS] one-hot. A prefix sum down the slots "
+         "(tl.cumsum(..., axis=0)) counts, for each slot, the slots up to it of each expert.",
+         "upto = tl.cumsum(hit.to(tl.int32), axis=0); the slot's own column of upto, minus one (the slot "
+         "itself), is its rank: pick it with tl.sum(tl.where(hit, upto, 0), axis=1) - 1. "
+         "tl.sum(hit, axis=0) is the tile's histogram.",
+         "rank = tl.where(local, tl.sum(tl.where(hit, upto, 0), axis=1) - 1, -1); store it under the "
+         "in-bounds mask; tl.store(tile_count_ptr + pid * NUM_BINS + bins, "
+         "tl.sum(hit.to(tl.int32), axis=0))."),
+        _todo("your stable-rank kernel"), minutes=20, runner="moe_lab.dispatch.exercise:run",
+        answer="moe_lab.dispatch.exercise:stable_rank_kernel"),
 ]}
 """Every exercise, in the order a learner meets them."""
 

@@ -124,7 +124,7 @@ def report_failure(ex: Exercise, run: Run, kernel_where: str, hint_level: int = 
             say("    expert_count: correct")
     if run.printed:
         say(f"    (the kernel printed {run.printed} line(s), held back here)")
-    for key, detail in problems:
+    for _key, detail in problems:
         if detail:
             say(f"    found: {detail}")
     hints = []

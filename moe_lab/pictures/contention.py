@@ -14,8 +14,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from ..launches import COUNTERS_PER_LINE
-
-DPI = 80
+from . import DPI
 
 
 def _matrix(traffic, name: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-DPI = 80
+from . import DPI
 
 PHASES = {  # phase -> (colour, label in the legend)
     "count": ("#9ecae1", "count tiles in registers (tl.histogram)"),
@@ -55,7 +55,8 @@ def ticket_timeline(work=(5.0, 3.0, 6.5, 4.0), *, title: str = "") -> Figure:
                 fontweight="bold" if p == last else "normal")
     y_last = rows - 1 - last
     for p in order[:-1]:  # the acquire makes every earlier release visible to the last program
-        arrow = FancyArrowPatch((ticket_time[p] + release, rows - 1 - p), (ticket_time[last] + release, y_last),
+        arrow = FancyArrowPatch((ticket_time[p] + release, rows - 1 - p),
+                                (ticket_time[last] + release, y_last),
                                 arrowstyle="-|>", mutation_scale=12, color="#d62728", lw=1, alpha=0.6,
                                 connectionstyle="arc3,rad=-0.15")
         ax.add_patch(arrow)
@@ -67,7 +68,8 @@ def ticket_timeline(work=(5.0, 3.0, 6.5, 4.0), *, title: str = "") -> Figure:
     ax.spines[["top", "right"]].set_visible(False)
     handles = [ax.bar(0, 0, color=c, label=label) for c, label in PHASES.values()]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=11, frameon=False)
-    ax.set_title(title or "one_launch: each program adds, then takes a ticket; the last ticket swaps the totals out",
+    ax.set_title(title or ("one_launch: each program adds, then takes a ticket; "
+                           "the last ticket swaps the totals out"),
                  fontsize=13)
     return fig
 

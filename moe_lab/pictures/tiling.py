@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-DPI = 80
+from . import DPI
+
 MAX_CELLS = 512  # beyond this the labels cannot be read at 1280x720; pass a smaller example
 
 _IN_BOUNDS = "#ffffff"
@@ -24,7 +25,8 @@ def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}; pass the number of {name.replace('_', ' ')}")
+        raise ValueError(f"{name} must be at least 1, got {value}; "
+                         f"pass the number of {name.replace('_', ' ')}")
     return int(value)
 
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 from .atomics import BLOCK_DEFAULT, GRID_LIBRARY, atomics_explorer, atomics_view
 from .cases import DPI, SKEW_HOT, SKEW_OPTIONS, ZIPF_MAX, ep_sizes, make_case, png_bytes, skew_distribution
 from .explorer import Explorer
-from .ir import IR_LEVELS, IR_STAGES, ir_diff_view, ir_explorer
+from .ir import ir_diff_view, ir_explorer, ir_stages
 from .perf import PERF_KINDS, perf_explorer, perf_view
 from .routing import routing_explorer, routing_view
 
 __all__ = ["Explorer", "SKEW_OPTIONS", "SKEW_HOT", "ZIPF_MAX", "DPI", "skew_distribution", "make_case",
            "ep_sizes", "routing_view", "atomics_view", "ir_diff_view", "perf_view", "routing_explorer",
-           "atomics_explorer", "ir_explorer", "perf_explorer", "png_bytes", "IR_LEVELS", "IR_STAGES",
+           "atomics_explorer", "ir_explorer", "perf_explorer", "png_bytes", "ir_stages",
            "PERF_KINDS", "BLOCK_DEFAULT", "GRID_LIBRARY"]

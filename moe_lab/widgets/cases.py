@@ -1,7 +1,7 @@
 """What every explorer shares: the skew slider's scale, a routing case from the controls, figures.
 
 The skew slider is one number from uniform (0) through Zipf exponents to one hot expert
-(:data:`SKEW_HOT`); :func:`make_case` turns the controls into a :class:`moe_lab.routing.Case`.
+(:data:`SKEW_HOT`); :func:`make_case` turns the controls into a :class:`moe_lab.routing.RankInput`.
 Figures are small (:data:`DPI`) and sized to sit under a row of controls on a 1280x720 screen.
 """
 
@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from moe_lab import routing
+from moe_lab.pictures import DPI
 
-DPI = 80
 FIG_WIDTH = 11.0
 """Inches: 880 px at :data:`DPI`, the width of a notebook's output area on a 1280 px screen."""
 FIG_HEIGHT = 5.6
@@ -47,7 +47,7 @@ def skew_distribution(skew: float) -> tuple[str, float, str]:
 
 
 def make_case(preset="deepseek-v3", num_tokens=256, ep_size=8, rank=0, skew=0.0, pad_fraction=0.0,
-              seed=0) -> routing.Case:
+              seed=0) -> routing.RankInput:
     """:func:`moe_lab.routing.case` with the skew slider's single number."""
     distribution, zipf_s, _ = skew_distribution(skew)
     return routing.case(preset, num_tokens, distribution=distribution, ep_size=ep_size, rank=rank,
@@ -55,9 +55,8 @@ def make_case(preset="deepseek-v3", num_tokens=256, ep_size=8, rank=0, skew=0.0,
 
 
 def ep_sizes(preset: str) -> list[int]:
-    """EP group sizes that split ``preset``'s experts evenly (every divisor of num_experts)."""
-    n = routing.preset(preset).num_experts
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """EP group sizes that split ``preset``'s experts evenly (:meth:`moe_lab.routing.Preset.ep_sizes`)."""
+    return routing.preset(preset).ep_sizes()
 
 
 def figure(height: float = FIG_HEIGHT, width: float = FIG_WIDTH) -> Figure:

@@ -7,18 +7,21 @@ import html
 
 import ipywidgets
 
+from moe_lab import ir
 from moe_lab.registry import STAGES
 
 from .explorer import Explorer, control
 
-IR_LEVELS = ("ttir", "ttgir", "llir", "ptx")
-IR_STAGES = tuple(s.name for s in STAGES.values() if s.single_kernel)
+
+def ir_stages() -> tuple[str, ...]:
+    """The stages with one Triton kernel of their own, in registry order (read when asked, so a stage
+    registered later is there too)."""
+    return tuple(s.name for s in STAGES.values() if s.single_kernel)
 
 
 @functools.lru_cache(maxsize=64)
 def _ir_texts(stage_a, stage_b, level, topk, num_local, context):
     """``(diff, atomics of a, atomics of b)``, compiled once per choice (compiling takes seconds)."""
-    from moe_lab import ir
     ir.prefetch([stage_a, stage_b], topk=topk, num_local=num_local)  # one compile job for both
     diff = ir.ir_diff(stage_a, stage_b, level=level, context=context, topk=topk, num_local=num_local)
     atoms = [ir.atomic_lines(ir.compile_ir(s, level, topk=topk, num_local=num_local))
@@ -39,8 +42,8 @@ def ir_diff_view(stage_a="scalar_atomic", stage_b="relaxed", level="ptx", topk=8
     from moe_lab.show import highlight
 
     level = str(level).lower()
-    if level not in IR_LEVELS:
-        raise ValueError(f"level must be one of {', '.join(IR_LEVELS)}, got {level!r}")
+    if level not in ir.LEVELS:
+        raise ValueError(f"level must be one of {', '.join(ir.LEVELS)}, got {level!r}")
     diff, atoms_a, atoms_b = _ir_texts(stage_a, stage_b, level, int(topk), int(num_local), int(context))
     lines = diff.splitlines()
     added = sum(1 for s in lines if s.startswith("+") and not s.startswith("+++"))
@@ -66,9 +69,9 @@ def ir_diff_view(stage_a="scalar_atomic", stage_b="relaxed", level="ptx", topk=8
 def ir_explorer(stage_a="scalar_atomic", stage_b="relaxed", level="ptx", topk=8, num_local=32) -> Explorer:
     """IR diff viewer (:func:`ir_diff_view`): two stages and a level, compiled for an H100."""
     w = ipywidgets
-    c = {"stage_a": control(w.Dropdown, options=list(IR_STAGES), value=stage_a, description="from"),
-         "stage_b": control(w.Dropdown, options=list(IR_STAGES), value=stage_b, description="to"),
-         "level": control(w.Dropdown, options=[(lv.upper(), lv) for lv in IR_LEVELS], value=level,
+    c = {"stage_a": control(w.Dropdown, options=list(ir_stages()), value=stage_a, description="from"),
+         "stage_b": control(w.Dropdown, options=list(ir_stages()), value=stage_b, description="to"),
+         "level": control(w.Dropdown, options=[(lv.upper(), lv) for lv in ir.LEVELS], value=level,
                           description="level"),
          "topk": control(w.Dropdown, options=[2, 6, 8], value=topk, description="topk"),
          "num_local": control(w.Dropdown, options=[8, 16, 32, 64, 128], value=num_local,
