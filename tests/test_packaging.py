@@ -158,3 +158,23 @@ print("ok")
     env = dict(os.environ, MOE_LAB_QUIET="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_readme_is_short_and_links_every_doc():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) <= 8 * 1024, \
+        "README.md is the pitch and the quick start: move details to docs/"
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        assert f"(docs/{doc.name})" in readme, f"README.md does not link docs/{doc.name}"
+
+
+@pytest.mark.parametrize("page", ["README.md", "notebooks/README.md", "data/README.md",
+                                  *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))])
+def test_relative_links_resolve(page):
+    path = REPO / page
+    # code blocks and inline code are not links
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", path.read_text(), flags=re.S))
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        assert (path.parent / target).exists(), f"{page} links {target}, which does not exist"

@@ -9,7 +9,7 @@ import torch
 from moe_lab import routing
 
 from .config import MEASURED_STAGES, make_config
-from .supervisor import launch
+from .supervisor import start_group
 
 
 @dataclass
@@ -82,7 +82,7 @@ def run_sweep(world_size: int, *, preset: str = "deepseek-v3", batches=(1024,),
     """
     cfg = make_config(world_size, preset, batches, distributions, backend, stage, seed, fail_rank,
                       fail_mode, timeout_s, startup_timeout_s, measure, stages, kernel_mode, repeats)
-    results, timings = launch(cfg)
+    results, timings = start_group(cfg)
     p = routing.preset(cfg.preset)
     out = []
     for j, job in enumerate(cfg.jobs):

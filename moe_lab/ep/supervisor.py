@@ -135,7 +135,7 @@ def _master_store(timeout_s: float):
     return dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False, timeout=timeout)
 
 
-def launch(cfg: Config) -> tuple[dict, dict]:
+def start_group(cfg: Config) -> tuple[dict, dict]:
     """Run the group; return ``(results by job, timing rows by job)`` or raise :class:`EPGroupError`."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
