@@ -5,8 +5,9 @@ token loaded once and stored to each of its local slots' rows. A program of the 
 block and every ``col_blocks``-th chunk of ``copy_cols`` columns of its rows: many programs at small
 sizes (latency), one per block at large sizes (each reads the table once, not seven times).
 
-The table launch (two-launch path) counts ``group`` blocks at a time, ``steps`` times per program; it
-keeps ``tiles * bins`` (the coarse table every layout program reads) at most ``TABLE`` entries.
+The table launch (two-launch path) counts the slots of each tile of ``tile_blocks`` blocks; it keeps
+``tiles * bins`` (the coarse table every layout program reads) at most ``TABLE`` entries. A layout
+program counts the slots of its own tile before its block itself.
 """
 
 from __future__ import annotations
@@ -31,10 +32,6 @@ WIDE_PROGRAMS = 4096
 per block loops over the chunks of its rows."""
 TABLE = 2048
 """Most entries in the coarse table of tile histograms that every layout program reads."""
-STEP_SLOTS = 4096
-"""Slots the table launch counts in one step (``group`` blocks)."""
-HIST_BINS = 4096
-"""Most bins of one ``tl.histogram`` (``group * bins``)."""
 NUM_WARPS = 4
 """Warps of a layout program."""
 SINGLE_SLOTS = 4096
@@ -57,8 +54,7 @@ class Plan:
     copy_cols: int      # columns of x per copy step
     chunks: int         # copy steps per row
     col_blocks: int     # layout programs per block (each takes every col_blocks-th chunk)
-    group: int          # blocks counted per step of the table launch
-    steps: int          # steps per table program
+    tile_blocks: int    # blocks per tile of the table launch
     tiles: int          # programs of the table launch (rows of the coarse table)
     table_rows: int     # rows of the coarse table read per step in the layout launch
     fill_programs: int  # tail programs of the graph-safe mode
@@ -83,11 +79,9 @@ def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int,
     copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden), _pow2_floor(max(16, COPY_BYTES // block_tokens)))
     chunks = triton.cdiv(hidden, copy_cols)
     col_blocks = chunks if blocks * chunks <= WIDE_PROGRAMS else 1
-    group = max(1, min(STEP_SLOTS // (block_tokens * kp), HIST_BINS // bins))
-    max_tiles = max(1, TABLE // bins)
-    steps = max(1, triton.cdiv(triton.cdiv(blocks, group), max_tiles))
-    tiles = max(1, triton.cdiv(blocks, group * steps))
+    tile_blocks = max(1, triton.cdiv(blocks, max(1, TABLE // bins)))
+    tiles = max(1, triton.cdiv(blocks, tile_blocks))
     return Plan(bins=bins, topk_p2=kp, block_tokens=block_tokens, blocks=blocks, copy_cols=copy_cols,
-                chunks=chunks, col_blocks=col_blocks, group=group, steps=steps, tiles=tiles,
+                chunks=chunks, col_blocks=col_blocks, tile_blocks=tile_blocks, tiles=tiles,
                 table_rows=max(1, TABLE // 2 // bins), fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)),
                 fill_block=FILL_BLOCK, single=single)

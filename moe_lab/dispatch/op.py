@@ -40,36 +40,24 @@ POISON: int | None = None
 
 
 @triton.jit
-def table_kernel(ids_ptr, fine_ptr, coarse_ptr, num_tokens, topk, start, num_local, num_blocks, steps,
-                 BLOCK_TOKENS: tl.constexpr, KP: tl.constexpr, BINS: tl.constexpr, GROUP: tl.constexpr):
+def table_kernel(ids_ptr, coarse_ptr, num_total, start, num_local, tile_slots,
+                 BINS: tl.constexpr, SCAN: tl.constexpr):
     tile = tl.program_id(0)
-    bins = tl.arange(0, BINS)
-    r = tl.arange(0, GROUP * BLOCK_TOKENS)  # token within the step
-    k = tl.arange(0, KP)
-    g = tl.arange(0, GROUP)
-    seen = tl.full([BINS], 0, tl.int32)  # slots of each expert in this tile's earlier steps
-    for step in range(0, steps):
-        first_block = (tile * steps + step) * GROUP
-        token = first_block * BLOCK_TOKENS + r
-        valid = (token < num_tokens)[:, None] & (k < topk)[None, :]
-        expert = tl.load(ids_ptr + token[:, None] * topk + k[None, :], mask=valid, other=-1)
-        local = (expert >= start) & (expert < start + num_local) & valid
-        key = tl.where(local, (r // BLOCK_TOKENS)[:, None] * BINS + (expert - start), 0).to(tl.int32)
-        h = tl.histogram(tl.reshape(key, [GROUP * BLOCK_TOKENS * KP]), GROUP * BINS,
-                         mask=tl.reshape(local, [GROUP * BLOCK_TOKENS * KP]))  # [block, expert], flattened
-        h = tl.reshape(h, [GROUP, BINS])
-        earlier = tl.cumsum(h, axis=0) - h + seen[None, :]  # slots of each expert in the tile before a block
-        block = first_block + g
-        tl.store(fine_ptr + block[:, None] * BINS + bins[None, :], earlier, mask=(block < num_blocks)[:, None])
-        seen += tl.sum(h, axis=0)
-    tl.store(coarse_ptr + tile * BINS + bins, seen)  # every bin, zeros included: the table is fully written
+    seen = tl.full([BINS], 0, tl.int32)  # slots of each expert in this tile
+    for first in range(0, tile_slots, SCAN):
+        slot = tile * tile_slots + first + tl.arange(0, SCAN)
+        inside = (slot < num_total) & (first + tl.arange(0, SCAN) < tile_slots)  # guard both ends
+        expert = tl.load(ids_ptr + slot, mask=inside, other=-1)
+        local = (expert >= start) & (expert < start + num_local) & inside
+        seen += tl.histogram(tl.where(local, expert - start, 0).to(tl.int32), BINS, mask=local)
+    tl.store(coarse_ptr + tile * BINS + tl.arange(0, BINS), seen)  # every bin, zeros included: fully written
 
 
 @triton.jit
-def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, fine_ptr, coarse_ptr,
+def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
                   x_ptr, x_stride, scales_ptr, s_stride0, s_stride1, rows_ptr, out_scales_ptr,
                   scale_stride, count_ptr, offsets_ptr, m_ptr,
-                  num_tokens, topk, start, num_local, num_tiles, blocks_per_tile, rows_cap, hidden,
+                  num_tokens, topk, start, num_local, num_tiles, tile_blocks, rows_cap, hidden,
                   scale_cols, align,
                   SINGLE: tl.constexpr, BLOCK_TOKENS: tl.constexpr, KP: tl.constexpr, BINS: tl.constexpr,
                   COPY_COLS: tl.constexpr, CHUNKS: tl.constexpr, COL_BLOCKS: tl.constexpr,
@@ -78,71 +66,82 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, fine_ptr, coarse_ptr,
     pid = tl.program_id(0)
     bins = tl.arange(0, BINS)
     is_bin = bins < num_local  # bins past num_local exist only to make BINS a power of two
+    num_total = num_tokens * topk
     num_blocks = (num_tokens + BLOCK_TOKENS - 1) // BLOCK_TOKENS
     copy_programs = num_blocks * COL_BLOCKS
     block = pid // COL_BLOCKS
-    first_token = block * BLOCK_TOKENS
+    first_slot = block * BLOCK_TOKENS * topk
     totals = tl.full([BINS], 0, tl.int32)
-    before = tl.full([BINS], 0, tl.int32)  # slots of each expert in earlier blocks
+    before = tl.full([BINS], 0, tl.int32)  # slots of each expert before this block
     if SINGLE:
-        num_total = num_tokens * topk
-        for first in range(0, num_total, SCAN):  # every program counts every slot: no first launch needed
-            slot = first + tl.arange(0, SCAN)
-            expert = tl.load(ids_ptr + slot, mask=slot < num_total, other=-1)
-            local = (expert >= start) & (expert < start + num_local) & (slot < num_total)
-            local_expert = tl.where(local, expert - start, 0).to(tl.int32)
-            totals += tl.histogram(local_expert, BINS, mask=local)
-            before += tl.histogram(local_expert, BINS, mask=local & (slot < first_token * topk))
+        scan_from = 0
+        scan_to = num_total  # every program counts every slot: no first launch needed
     else:
-        tile = block // blocks_per_tile
+        tile = block // tile_blocks
         for first in range(0, num_tiles, TABLE_ROWS):  # the coarse table: every program reads all of it
             t = first + tl.arange(0, TABLE_ROWS)
             h = tl.load(coarse_ptr + t[:, None] * BINS + bins[None, :], mask=(t < num_tiles)[:, None], other=0)
             totals += tl.sum(h, axis=0)
             before += tl.sum(tl.where((t < tile)[:, None], h, 0), axis=0)  # slots earlier tiles hold
-        before += tl.load(fine_ptr + block * BINS + bins, mask=block * BINS + bins < num_blocks * BINS, other=0)
+        scan_from = tile * tile_blocks * BLOCK_TOKENS * topk
+        scan_to = first_slot  # and the slots of its own tile before its block, counted here
+    for first in range(scan_from, scan_to, SCAN):
+        slot = first + tl.arange(0, SCAN)
+        inside = slot < scan_to
+        expert = tl.load(ids_ptr + slot, mask=inside, other=-1)
+        local = (expert >= start) & (expert < start + num_local) & inside
+        local_expert = tl.where(local, expert - start, 0).to(tl.int32)
+        if SINGLE:
+            totals += tl.histogram(local_expert, BINS, mask=local)
+            before += tl.histogram(local_expert, BINS, mask=local & (slot < first_slot))
+        else:
+            before += tl.histogram(local_expert, BINS, mask=local)
     aligned = (totals + align - 1) // align * align  # each expert's block rounded up to align rows
     ends = tl.cumsum(aligned, axis=0)  # inclusive prefix: where each block ends
     starts = ends - aligned  # exclusive prefix: where each block starts
     if pid < copy_programs:
         col_block = pid % COL_BLOCKS
-        t = tl.arange(0, BLOCK_TOKENS)
-        k = tl.arange(0, KP)
-        token = first_token + t
-        valid = (token < num_tokens)[:, None] & (k < topk)[None, :]
-        slot = token[:, None] * topk + k[None, :]
+        i = tl.arange(0, BLOCK_TOKENS * KP)  # the block's slots, token by token, top-k padded to KP
+        token = block * BLOCK_TOKENS + i // KP
+        valid = (token < num_tokens) & (i % KP < topk)
+        slot = token * topk + i % KP
         expert = tl.load(ids_ptr + slot, mask=valid, other=-1)
         local = (expert >= start) & (expert < start + num_local) & valid
         local_expert = tl.where(local, expert - start, -1)
-        flat = tl.reshape(local_expert.to(tl.int32), [BLOCK_TOKENS * KP])  # slot order: token, then k
-        hit = (flat[:, None] == bins[None, :]) & (flat >= 0)[:, None]  # one-hot [slot, expert]
+        hit = (local_expert.to(tl.int32)[:, None] == bins[None, :]) & local[:, None]  # one-hot [slot, expert]
         upto = tl.cumsum(hit.to(tl.int32), axis=0)  # stable rank inside the block, plus one
         dest = tl.sum(tl.where(hit, upto - 1 + (starts + before)[None, :], 0), axis=1)
-        dest = tl.reshape(dest, [BLOCK_TOKENS, KP])
-        needed = tl.max(local.to(tl.int32), axis=1) > 0  # tokens with a local slot: the only rows read
-        token64 = token.to(tl.int64)  # 64-bit: rows * hidden passes 2**31 bytes
-        if col_block == 0:  # the first program of a block writes the ids, the index and the scales
+        # every program of the block stores the same index; it reads it back below, one top-k column at
+        # a time, in the layout of the row tile (cheaper than moving values between threads)
+        tl.store(index_ptr + slot, tl.where(local, dest, -1), mask=valid)
+        if col_block == 0:
             tl.store(adjusted_ptr + slot, local_expert, mask=valid)
-            tl.store(index_ptr + slot, tl.where(local, dest, -1), mask=valid)
+        tl.debug_barrier()  # the loads below read entries other threads stored: wait for them
+        t = block * BLOCK_TOKENS + tl.arange(0, BLOCK_TOKENS)
+        t_ok = t < num_tokens
+        needed = t < 0  # tokens with a local slot: the only rows read
+        for kk in tl.static_range(KP):
+            row = tl.load(index_ptr + t * topk + kk, mask=t_ok & (t * 0 + kk < topk), other=-1)
+            needed = needed | (row >= 0)
+        t64 = t.to(tl.int64)  # 64-bit: rows * hidden passes 2**31 bytes
+        if col_block == 0:  # the first program of a block copies the scales
             g = tl.arange(0, SCALE_BLOCK)
-            sm = needed[:, None] & (g < scale_cols)[None, :]
-            sc = tl.load(scales_ptr + token64[:, None] * s_stride0 + g[None, :] * s_stride1, mask=sm)
+            g_ok = g < scale_cols
+            sc = tl.load(scales_ptr + t64[:, None] * s_stride0 + g[None, :] * s_stride1,
+                         mask=needed[:, None] & g_ok[None, :])
             for kk in tl.static_range(KP):
-                pick = k[None, :] == kk
-                row = tl.sum(tl.where(pick, dest, 0), axis=1).to(tl.int64)
-                mine = tl.sum(tl.where(pick & local, 1, 0), axis=1) > 0
+                row = tl.load(index_ptr + t * topk + kk, mask=t_ok & (t * 0 + kk < topk), other=-1)
                 # scales column-major (MN-major): column g of row r at g * scale_stride + r
-                tl.store(out_scales_ptr + g[None, :].to(tl.int64) * scale_stride + row[:, None], sc,
-                         mask=mine[:, None] & (g < scale_cols)[None, :])
+                tl.store(out_scales_ptr + g[None, :].to(tl.int64) * scale_stride + row.to(tl.int64)[:, None], sc,
+                         mask=(row >= 0)[:, None] & g_ok[None, :])
         for c in range(col_block, CHUNKS, COL_BLOCKS):
             cols = c * COPY_COLS + tl.arange(0, COPY_COLS)
             col_ok = cols < hidden
-            v = tl.load(x_ptr + token64[:, None] * x_stride + cols[None, :], mask=needed[:, None] & col_ok[None, :])
+            v = tl.load(x_ptr + t64[:, None] * x_stride + cols[None, :], mask=needed[:, None] & col_ok[None, :])
             for kk in tl.static_range(KP):  # the row loaded once goes to each local slot of its token
-                pick = k[None, :] == kk
-                row = tl.sum(tl.where(pick, dest, 0), axis=1).to(tl.int64)
-                mine = tl.sum(tl.where(pick & local, 1, 0), axis=1) > 0
-                tl.store(rows_ptr + row[:, None] * hidden + cols[None, :], v, mask=mine[:, None] & col_ok[None, :])
+                row = tl.load(index_ptr + t * topk + kk, mask=t_ok & (t * 0 + kk < topk), other=-1)
+                tl.store(rows_ptr + row.to(tl.int64)[:, None] * hidden + cols[None, :], v,
+                         mask=(row >= 0)[:, None] & col_ok[None, :])
     else:
         if pid == copy_programs:  # one program publishes the counts and offsets (there is one at N = 0)
             tl.store(count_ptr + bins, totals, mask=is_bin)
@@ -231,10 +230,9 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     p = plan(num_tokens, topk, a.num_local, a.hidden, cap,
              single=graph_safe and topk_ids.numel() <= launch.SINGLE_SLOTS)
     if p.single:
-        rows_cap, fine, coarse = cap, topk_ids, topk_ids  # no tables: every program counts for itself
+        rows_cap, coarse = cap, topk_ids  # no table: every program counts for itself
     else:
-        first = first_launch(topk_ids, a, p)
-        fine, coarse = first.fine, first.coarse
+        coarse = first_launch(topk_ids, a, p).coarse
         if graph_safe:
             rows_cap = cap
         else:  # the one host read: the coarse table, to size every output exactly
@@ -250,10 +248,10 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     scale_store = _empty((a.scale_cols, stride), scales.dtype, device)
     tail_programs = p.fill_programs if graph_safe else 0  # exact sizing leaves no tail to mark
     grid = p.blocks * p.col_blocks + a.num_local + tail_programs
-    layout_kernel[(grid,)](topk_ids, adjusted, index, fine, coarse,
+    layout_kernel[(grid,)](topk_ids, adjusted, index, coarse,
                            x.view(torch.uint8), x.stride(0), scales, scales.stride(0), scales.stride(1),
                            rows.view(torch.uint8), scale_store, stride, counts, offsets, m_indices,
-                           num_tokens, topk, a.start, a.num_local, p.tiles, p.group * p.steps, rows_cap,
+                           num_tokens, topk, a.start, a.num_local, p.tiles, p.tile_blocks, rows_cap,
                            a.hidden, a.scale_cols, a.align,
                            SINGLE=p.single, BLOCK_TOKENS=p.block_tokens, KP=p.topk_p2, BINS=p.bins,
                            COPY_COLS=p.copy_cols, CHUNKS=p.chunks, COL_BLOCKS=p.col_blocks,
@@ -266,21 +264,18 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
 
 @dataclass
 class FirstLaunch:
-    """What the table launch leaves for the layout launch: its plan and the call's scratch, the fine
-    table (per block: slots of each expert in earlier blocks of its tile) and the coarse one (per tile:
-    its slots of each expert)."""
+    """What the table launch leaves for the layout launch: its plan and the coarse table (per tile:
+    its slots of each expert), in a scratch buffer of this call."""
     plan: Plan
-    fine: torch.Tensor
     coarse: torch.Tensor
 
 
 def first_launch(topk_ids, a: inputs.Args, p: Plan | None = None) -> FirstLaunch:
-    """Allocate the call's tables and run :func:`table_kernel` (``a`` from :func:`inputs.check`)."""
+    """Allocate the call's table and run :func:`table_kernel` (``a`` from :func:`inputs.check`)."""
     num_tokens, topk = topk_ids.shape
     if p is None:
         p = plan(num_tokens, topk, a.num_local, a.hidden, inputs.max_rows(topk_ids.numel(), a.num_local, a.align))
-    scratch = _empty((p.blocks + p.tiles) * p.bins, torch.int32, topk_ids.device)
-    fine, coarse = scratch[:p.blocks * p.bins], scratch[p.blocks * p.bins:]
-    table_kernel[(p.tiles,)](topk_ids, fine, coarse, num_tokens, topk, a.start, a.num_local, p.blocks, p.steps,
-                             BLOCK_TOKENS=p.block_tokens, KP=p.topk_p2, BINS=p.bins, GROUP=p.group, num_warps=4)
-    return FirstLaunch(p, fine, coarse)
+    coarse = _empty(p.tiles * p.bins, torch.int32, topk_ids.device)
+    table_kernel[(p.tiles,)](topk_ids, coarse, topk_ids.numel(), a.start, a.num_local,
+                             p.tile_blocks * p.block_tokens * topk, BINS=p.bins, SCAN=SCAN, num_warps=4)
+    return FirstLaunch(p, coarse)
