@@ -19,7 +19,11 @@ import triton
 MAX_BINS = 1024
 """Most local experts the register histograms hold."""
 ONE_HOT = 4096
-"""Elements of the ``[slots, bins]`` one-hot tile that ranks a block's slots."""
+"""Elements of the one-hot tiles of a block (``[slots, bins]``): bounds ``block_tokens``."""
+RANK_ONE_HOT = 1024
+"""Elements of one ranking step's ``[slots, bins]`` one-hot tile (8 a thread at 4 warps): a block is
+ranked in steps of ``rank_slots`` slots, carrying the counts, to keep the registers (and so the
+programs resident on an SM) where the copy needs them."""
 MAX_BLOCK_TOKENS = 16
 """Most tokens in a block (16 tokens of top-8: 128 slots, a 16 KB copy step of 1024 columns)."""
 COPY_COLS = 1024
@@ -27,7 +31,7 @@ COPY_COLS = 1024
 COPY_BYTES = 16384
 """Bytes of ``x`` one copy step loads (``block_tokens`` rows x ``copy_cols``): 32 registers a thread
 at 4 warps, so many programs stay resident and many loads are in flight."""
-WIDE_PROGRAMS = 4096
+WIDE_PROGRAMS = 1024
 """Up to this many (block, column chunk) programs, every chunk gets its own program; above, one program
 per block loops over the chunks of its rows."""
 TABLE = 2048
@@ -54,6 +58,7 @@ class Plan:
     copy_cols: int      # columns of x per copy step
     chunks: int         # copy steps per row
     col_blocks: int     # layout programs per block (each takes every col_blocks-th chunk)
+    rank_slots: int     # slots per ranking step (divides block_tokens * topk_p2)
     tile_blocks: int    # blocks per tile of the table launch
     tiles: int          # programs of the table launch (rows of the coarse table)
     table_rows: int     # rows of the coarse table read per step in the layout launch
@@ -82,6 +87,7 @@ def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int,
     tile_blocks = max(1, triton.cdiv(blocks, max(1, TABLE // bins)))
     tiles = max(1, triton.cdiv(blocks, tile_blocks))
     return Plan(bins=bins, topk_p2=kp, block_tokens=block_tokens, blocks=blocks, copy_cols=copy_cols,
-                chunks=chunks, col_blocks=col_blocks, tile_blocks=tile_blocks, tiles=tiles,
+                chunks=chunks, col_blocks=col_blocks,
+                rank_slots=min(block_tokens * kp, max(1, RANK_ONE_HOT // bins)), tile_blocks=tile_blocks, tiles=tiles,
                 table_rows=max(1, TABLE // 2 // bins), fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)),
                 fill_block=FILL_BLOCK, single=single)

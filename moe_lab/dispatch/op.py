@@ -62,7 +62,7 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
                   SINGLE: tl.constexpr, BLOCK_TOKENS: tl.constexpr, KP: tl.constexpr, BINS: tl.constexpr,
                   COPY_COLS: tl.constexpr, CHUNKS: tl.constexpr, COL_BLOCKS: tl.constexpr,
                   SCALE_BLOCK: tl.constexpr, TABLE_ROWS: tl.constexpr, SCAN: tl.constexpr,
-                  FILL_ROWS: tl.constexpr, FILL_BLOCK: tl.constexpr, SKIP_PADDING: tl.constexpr):
+                  RANK_SLOTS: tl.constexpr, FILL_ROWS: tl.constexpr, FILL_BLOCK: tl.constexpr, SKIP_PADDING: tl.constexpr):
     pid = tl.program_id(0)
     bins = tl.arange(0, BINS)
     is_bin = bins < num_local  # bins past num_local exist only to make BINS a power of two
@@ -101,21 +101,24 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
     starts = ends - aligned  # exclusive prefix: where each block starts
     if pid < copy_programs:
         col_block = pid % COL_BLOCKS
-        i = tl.arange(0, BLOCK_TOKENS * KP)  # the block's slots, token by token, top-k padded to KP
-        token = block * BLOCK_TOKENS + i // KP
-        valid = (token < num_tokens) & (i % KP < topk)
-        slot = token * topk + i % KP
-        expert = tl.load(ids_ptr + slot, mask=valid, other=-1)
-        local = (expert >= start) & (expert < start + num_local) & valid
-        local_expert = tl.where(local, expert - start, -1)
-        hit = (local_expert.to(tl.int32)[:, None] == bins[None, :]) & local[:, None]  # one-hot [slot, expert]
-        upto = tl.cumsum(hit.to(tl.int32), axis=0)  # stable rank inside the block, plus one
-        dest = tl.sum(tl.where(hit, upto - 1 + (starts + before)[None, :], 0), axis=1)
-        # every program of the block stores the same index; it reads it back below, one top-k column at
-        # a time, in the layout of the row tile (cheaper than moving values between threads)
-        tl.store(index_ptr + slot, tl.where(local, dest, -1), mask=valid)
-        if col_block == 0:
-            tl.store(adjusted_ptr + slot, local_expert, mask=valid)
+        base = starts + before  # first row of each expert for this block's slots
+        for sub in tl.static_range(0, BLOCK_TOKENS * KP, RANK_SLOTS):  # small one-hot tiles: few registers
+            i = sub + tl.arange(0, RANK_SLOTS)  # the block's slots, token by token, top-k padded to KP
+            token = block * BLOCK_TOKENS + i // KP
+            valid = (token < num_tokens) & (i % KP < topk)
+            slot = token * topk + i % KP
+            expert = tl.load(ids_ptr + slot, mask=valid, other=-1)
+            local = (expert >= start) & (expert < start + num_local) & valid
+            local_expert = tl.where(local, expert - start, -1)
+            hit = (local_expert.to(tl.int32)[:, None] == bins[None, :]) & local[:, None]  # one-hot [slot, expert]
+            upto = tl.cumsum(hit.to(tl.int32), axis=0)  # stable rank inside the sub-tile, plus one
+            dest = tl.sum(tl.where(hit, upto - 1 + base[None, :], 0), axis=1)
+            base += tl.sum(hit.to(tl.int32), axis=0)  # the next sub-tile's slots come after these
+            # every program of the block stores the same index; it reads it back below, one top-k column
+            # at a time, in the layout of the row tile (cheaper than moving values between threads)
+            tl.store(index_ptr + slot, tl.where(local, dest, -1), mask=valid)
+            if col_block == 0:
+                tl.store(adjusted_ptr + slot, local_expert, mask=valid)
         tl.debug_barrier()  # the loads below read entries other threads stored: wait for them
         t = block * BLOCK_TOKENS + tl.arange(0, BLOCK_TOKENS)
         t_ok = t < num_tokens
@@ -256,7 +259,7 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
                            SINGLE=p.single, BLOCK_TOKENS=p.block_tokens, KP=p.topk_p2, BINS=p.bins,
                            COPY_COLS=p.copy_cols, CHUNKS=p.chunks, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), TABLE_ROWS=p.table_rows,
-                           SCAN=SCAN, FILL_ROWS=FILL_ROWS, FILL_BLOCK=p.fill_block,
+                           SCAN=SCAN, RANK_SLOTS=p.rank_slots, FILL_ROWS=FILL_ROWS, FILL_BLOCK=p.fill_block,
                            SKIP_PADDING=padding == "skip", num_warps=launch.NUM_WARPS)
     return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows,
                           scale_store.t()[:rows_cap], None if graph_safe else rows_cap)
