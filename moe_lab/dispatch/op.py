@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from . import inputs, launch
-from .launch import FILL_ROWS, SCAN, Plan, plan
+from .launch import Plan, plan
 
 POISON: int | None = None
 """Test hook: when set, every fresh output and the scratch are filled with this byte first."""
@@ -259,7 +259,7 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
                            SINGLE=p.single, BLOCK_TOKENS=p.block_tokens, KP=p.topk_p2, BINS=p.bins,
                            COPY_COLS=p.copy_cols, CHUNKS=p.chunks, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), TABLE_ROWS=p.table_rows,
-                           SCAN=SCAN, RANK_SLOTS=p.rank_slots, FILL_ROWS=FILL_ROWS, FILL_BLOCK=p.fill_block,
+                           SCAN=launch.SCAN, RANK_SLOTS=p.rank_slots, FILL_ROWS=launch.FILL_ROWS, FILL_BLOCK=p.fill_block,
                            SKIP_PADDING=padding == "skip", num_warps=launch.NUM_WARPS)
     return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows,
                           scale_store.t()[:rows_cap], None if graph_safe else rows_cap)
@@ -280,5 +280,5 @@ def first_launch(topk_ids, a: inputs.Args, p: Plan | None = None) -> FirstLaunch
         p = plan(num_tokens, topk, a.num_local, a.hidden, inputs.max_rows(topk_ids.numel(), a.num_local, a.align))
     coarse = _empty(p.tiles * p.bins, torch.int32, topk_ids.device)
     table_kernel[(p.tiles,)](topk_ids, coarse, topk_ids.numel(), a.start, a.num_local,
-                             p.tile_blocks * p.block_tokens * topk, BINS=p.bins, SCAN=SCAN, num_warps=4)
+                             p.tile_blocks * p.block_tokens * topk, BINS=p.bins, SCAN=launch.SCAN, num_warps=4)
     return FirstLaunch(p, coarse)
