@@ -260,7 +260,7 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
                            COPY_COLS=p.copy_cols, CHUNKS=p.chunks, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), TABLE_ROWS=p.table_rows,
                            SCAN=launch.SCAN, RANK_SLOTS=p.rank_slots, FILL_ROWS=launch.FILL_ROWS, FILL_BLOCK=p.fill_block,
-                           SKIP_PADDING=padding == "skip", num_warps=launch.NUM_WARPS)
+                           SKIP_PADDING=padding == "skip", num_warps=launch.SINGLE_WARPS if p.single else launch.NUM_WARPS)
     return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows,
                           scale_store.t()[:rows_cap], None if graph_safe else rows_cap)
 
