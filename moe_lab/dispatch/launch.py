@@ -24,9 +24,14 @@ RANK_ONE_HOT = 1024
 """Elements of one ranking step's ``[slots, bins]`` one-hot tile (8 a thread at 4 warps): a block is
 ranked in steps of ``rank_slots`` slots, carrying the counts, to keep the registers (and so the
 programs resident on an SM) where the copy needs them."""
-MAX_BLOCK_TOKENS = 8
-"""Most tokens in a block (8 tokens of top-8: 64 slots, an 8 KB copy step of 1024 columns). Measured
-on an H100 at DeepSeek-V3 EP8 sizes, 8 beats 16 from 128 to 32768 tokens (more programs in flight)."""
+MAX_BLOCK_TOKENS = 4
+"""Most tokens in a block on the two-launch path (4 tokens of top-8: 32 slots, a 4 KB copy step of
+1024 columns). Measured on an H100 at DeepSeek-V3 EP8 sizes, 4 beat 8 and 16 from 1024 to 32768
+tokens: more, lighter programs in flight."""
+SINGLE_BLOCK_TOKENS = (4, 16)
+"""Fewest and most tokens in a block on the single-launch path, where it is ``num_tokens // 32``: every
+program there counts all the slots, so larger batches take fewer, larger blocks (measured on an H100:
+4 tokens best at 64 and 128 tokens, 8 at 256, 16 at 512)."""
 COPY_COLS = 1024
 """Most bytes of a row in one copy step."""
 COPY_BYTES = 16384
@@ -80,9 +85,12 @@ def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int,
         raise ValueError(f"num_local_experts={num_local} is more than the {MAX_BINS} local experts the "
                          f"dispatch layout keeps in register histograms; split the experts into groups")
     kp = triton.next_power_of_2(max(topk, 1))
-    block_tokens = max(1, min(MAX_BLOCK_TOKENS, ONE_HOT // bins // kp))
-    if single:  # every program scans all slots: keep the programs few, but spread a small batch wide
-        block_tokens = min(block_tokens, _pow2_floor(num_tokens // 8))
+    most = max(1, ONE_HOT // bins // kp)  # the block's one-hot tiles stay within ONE_HOT elements
+    if single:  # every program counts all slots: fewer programs for larger batches
+        low, high = SINGLE_BLOCK_TOKENS
+        block_tokens = min(most, high, max(low, _pow2_floor(num_tokens // 32)))
+    else:
+        block_tokens = min(most, MAX_BLOCK_TOKENS)
     blocks = triton.cdiv(num_tokens, block_tokens)
     copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden), _pow2_floor(max(16, COPY_BYTES // block_tokens)))
     chunks = triton.cdiv(hidden, copy_cols)

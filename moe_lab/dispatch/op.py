@@ -1,27 +1,27 @@
 """The dispatch layout in at most two launches, deterministic, with no state between calls.
 
-The work is cut into *token blocks* (``launch.plan``: 16 tokens of top-8 at DeepSeek-V3 sizes). A slot's
+The work is cut into *token blocks* (``launch.plan``: a few tokens, all their top-k slots). A slot's
 destination row is ``offsets[e] + (slots of e before its block) + (its rank among its block's slots of
 e)``: no atomics, so rows inside an expert come in slot order and the bits are the same every run.
 
-:func:`layout_kernel` does everything for one block and one share of its columns: it learns the
-expert totals and its block's base (from tables, or by counting), ranks the block's slots with a
-prefix sum of a one-hot tile (``tl.cumsum``), writes the adjusted ids, ``output_index`` and the scales,
-then loads each token's fp8 row once (16-byte accesses, masked off for tokens with no local slot) and
-stores it to the row of each of its local slots. Extra programs write ``m_indices`` (one per expert,
-plus, in the graph-safe mode, some for the rows past ``M``).
+:func:`layout_kernel` does everything for one block and one share of its columns: it learns the expert
+totals and the block's base, ranks the block's slots with a prefix sum of a one-hot tile
+(``tl.cumsum``, 32 slots a step), writes the adjusted ids and ``output_index``, then loads each token's
+fp8 row once (16-byte accesses, masked off for tokens with no local slot) and stores it to the row of
+each of its local slots; the block's first program copies the scales into the GEMM's layout. Extra
+programs write ``m_indices`` (one per expert, plus, in the graph-safe mode, some for the rows past ``M``).
 
 Where the totals and the base come from:
 
 * small graph-safe calls (at most ``launch.SINGLE_SLOTS`` slots): *one launch*; every program counts
   all the slots itself with ``tl.histogram`` (those before its block separately);
-* otherwise two launches: :func:`table_kernel` first counts the slots of every block (one
-  ``tl.histogram`` over ``group`` blocks at once) into a fine table (per block: slots of each expert
-  in earlier blocks of its tile) and a coarse one (per tile: its totals). Every layout program reads
-  the coarse table (at most ``launch.TABLE`` entries) and its block's row of the fine one.
+* otherwise two launches: :func:`table_kernel` counts each tile's slots into a coarse table (at most
+  ``launch.TABLE`` entries). Every layout program reads all of it and counts the slots of its own tile
+  before its block itself.
 
-Nothing persists between calls: the tables live in a scratch buffer allocated per call and written
-completely before they are read (nothing needs zeroing), and no program reads what its own launch wrote.
+Nothing persists between calls: the table lives in a scratch buffer allocated per call and written
+completely before it is read (nothing needs zeroing). A layout program reads back only what it stored
+itself (after a barrier); no program reads what another program of its launch wrote.
 """
 
 from __future__ import annotations
