@@ -50,7 +50,10 @@ SINGLE_SLOTS = 4096
 """Calls with at most this many slots (512 tokens of top-8) take one launch in the graph-safe mode:
 every program counts all slots itself (SCAN at a time) instead of reading tables a first launch wrote."""
 SCAN = 1024
-"""Slots per step of that count."""
+"""Slots per step of a layout program's count on the two-launch path (its tile before its block)."""
+SINGLE_SCAN = 4096
+"""Most slots per step of the count on the single-launch path (the whole batch at 512 tokens of top-8:
+one step instead of four)."""
 FILL_ROWS = 4096
 """Rows past the last expert block that one tail program marks ``-1`` (graph-safe mode)."""
 FILL_BLOCK = 1024
@@ -72,6 +75,7 @@ class Plan:
     table_rows: int     # rows of the coarse table read per step in the layout launch
     fill_programs: int  # tail programs of the graph-safe mode
     fill_block: int     # rows per step of a fill program
+    scan: int           # slots per step of a layout program's count
     single: bool        # one launch (every program counts every slot) instead of two
 
 
@@ -101,4 +105,5 @@ def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int,
                 chunks=chunks, col_blocks=col_blocks,
                 rank_slots=min(block_tokens * kp, max(1, RANK_ONE_HOT // bins)), tile_blocks=tile_blocks, tiles=tiles,
                 table_rows=max(1, TABLE // 2 // bins), fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)),
-                fill_block=FILL_BLOCK, single=single)
+                fill_block=FILL_BLOCK, single=single,
+                scan=min(SINGLE_SCAN, triton.next_power_of_2(max(16, num_tokens * topk))) if single else SCAN)

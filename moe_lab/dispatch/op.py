@@ -70,12 +70,17 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
     num_blocks = (num_tokens + BLOCK_TOKENS - 1) // BLOCK_TOKENS
     copy_programs = num_blocks * COL_BLOCKS
     block = pid // COL_BLOCKS
-    first_slot = block * BLOCK_TOKENS * topk
+    first_slot = tl.minimum(block * BLOCK_TOKENS * topk, num_total)  # fill programs: past the end, never read
     totals = tl.full([BINS], 0, tl.int32)
     before = tl.full([BINS], 0, tl.int32)  # slots of each expert before this block
-    if SINGLE:
-        scan_from = 0
-        scan_to = num_total  # every program counts every slot: no first launch needed
+    if SINGLE:  # every program counts every slot: no first launch needed
+        for first in range(first_slot, num_total, SCAN):  # the slots from its block on...
+            slot = first + tl.arange(0, SCAN)
+            inside = slot < num_total
+            expert = tl.load(ids_ptr + slot, mask=inside, other=-1)
+            local = (expert >= start) & (expert < start + num_local) & inside
+            totals += tl.histogram(tl.where(local, expert - start, 0).to(tl.int32), BINS, mask=local)
+        scan_from = 0  # ...and those before it, below
     else:
         tile = block // tile_blocks
         for first in range(0, num_tiles, TABLE_ROWS):  # the coarse table: every program reads all of it
@@ -83,19 +88,15 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
             h = tl.load(coarse_ptr + t[:, None] * BINS + bins[None, :], mask=(t < num_tiles)[:, None], other=0)
             totals += tl.sum(h, axis=0)
             before += tl.sum(tl.where((t < tile)[:, None], h, 0), axis=0)  # slots earlier tiles hold
-        scan_from = tile * tile_blocks * BLOCK_TOKENS * topk
-        scan_to = first_slot  # and the slots of its own tile before its block, counted here
-    for first in range(scan_from, scan_to, SCAN):
+        scan_from = tile * tile_blocks * BLOCK_TOKENS * topk  # the slots of its own tile before its block
+    for first in range(scan_from, first_slot, SCAN):
         slot = first + tl.arange(0, SCAN)
-        inside = slot < scan_to
+        inside = slot < first_slot
         expert = tl.load(ids_ptr + slot, mask=inside, other=-1)
         local = (expert >= start) & (expert < start + num_local) & inside
-        local_expert = tl.where(local, expert - start, 0).to(tl.int32)
-        if SINGLE:
-            totals += tl.histogram(local_expert, BINS, mask=local)
-            before += tl.histogram(local_expert, BINS, mask=local & (slot < first_slot))
-        else:
-            before += tl.histogram(local_expert, BINS, mask=local)
+        before += tl.histogram(tl.where(local, expert - start, 0).to(tl.int32), BINS, mask=local)
+    if SINGLE:
+        totals += before
     aligned = (totals + align - 1) // align * align  # each expert's block rounded up to align rows
     ends = tl.cumsum(aligned, axis=0)  # inclusive prefix: where each block ends
     starts = ends - aligned  # exclusive prefix: where each block starts
@@ -259,7 +260,7 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
                            SINGLE=p.single, BLOCK_TOKENS=p.block_tokens, KP=p.topk_p2, BINS=p.bins,
                            COPY_COLS=p.copy_cols, CHUNKS=p.chunks, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), TABLE_ROWS=p.table_rows,
-                           SCAN=launch.SCAN, RANK_SLOTS=p.rank_slots, FILL_ROWS=launch.FILL_ROWS, FILL_BLOCK=p.fill_block,
+                           SCAN=p.scan, RANK_SLOTS=p.rank_slots, FILL_ROWS=launch.FILL_ROWS, FILL_BLOCK=p.fill_block,
                            SKIP_PADDING=padding == "skip", num_warps=launch.SINGLE_WARPS if p.single else launch.NUM_WARPS)
     return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows,
                           scale_store.t()[:rows_cap], None if graph_safe else rows_cap)
