@@ -83,7 +83,8 @@ def _pow2_floor(n: int) -> int:
     return 1 << (max(1, n).bit_length() - 1)
 
 
-def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int, single: bool = False) -> Plan:
+def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int,
+         single: bool = False) -> Plan:
     bins = triton.next_power_of_2(num_local)
     if bins > MAX_BINS:
         raise ValueError(f"num_local_experts={num_local} is more than the {MAX_BINS} local experts the "
@@ -96,14 +97,16 @@ def plan(num_tokens: int, topk: int, num_local: int, hidden: int, rows_cap: int,
     else:
         block_tokens = min(most, MAX_BLOCK_TOKENS)
     blocks = triton.cdiv(num_tokens, block_tokens)
-    copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden), _pow2_floor(max(16, COPY_BYTES // block_tokens)))
+    copy_cols = min(COPY_COLS, triton.next_power_of_2(hidden),
+                    _pow2_floor(max(16, COPY_BYTES // block_tokens)))
     chunks = triton.cdiv(hidden, copy_cols)
     col_blocks = chunks if blocks * chunks <= WIDE_PROGRAMS else 1
     tile_blocks = max(1, triton.cdiv(blocks, max(1, TABLE // bins)))
     tiles = max(1, triton.cdiv(blocks, tile_blocks))
     return Plan(bins=bins, topk_p2=kp, block_tokens=block_tokens, blocks=blocks, copy_cols=copy_cols,
                 chunks=chunks, col_blocks=col_blocks,
-                rank_slots=min(block_tokens * kp, max(1, RANK_ONE_HOT // bins)), tile_blocks=tile_blocks, tiles=tiles,
+                rank_slots=min(block_tokens * kp, max(1, RANK_ONE_HOT // bins)), tile_blocks=tile_blocks,
+                tiles=tiles,
                 table_rows=max(1, TABLE // 2 // bins), fill_programs=max(1, triton.cdiv(rows_cap, FILL_ROWS)),
                 fill_block=FILL_BLOCK, single=single,
                 scan=min(SINGLE_SCAN, triton.next_power_of_2(max(16, num_tokens * topk))) if single else SCAN)

@@ -62,7 +62,8 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
                   SINGLE: tl.constexpr, BLOCK_TOKENS: tl.constexpr, KP: tl.constexpr, BINS: tl.constexpr,
                   COPY_COLS: tl.constexpr, CHUNKS: tl.constexpr, COL_BLOCKS: tl.constexpr,
                   SCALE_BLOCK: tl.constexpr, TABLE_ROWS: tl.constexpr, SCAN: tl.constexpr,
-                  RANK_SLOTS: tl.constexpr, FILL_ROWS: tl.constexpr, FILL_BLOCK: tl.constexpr, SKIP_PADDING: tl.constexpr):
+                  RANK_SLOTS: tl.constexpr, FILL_ROWS: tl.constexpr, FILL_BLOCK: tl.constexpr,
+                  SKIP_PADDING: tl.constexpr):
     pid = tl.program_id(0)
     bins = tl.arange(0, BINS)
     is_bin = bins < num_local  # bins past num_local exist only to make BINS a power of two
@@ -85,7 +86,8 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
         tile = block // tile_blocks
         for first in range(0, num_tiles, TABLE_ROWS):  # the coarse table: every program reads all of it
             t = first + tl.arange(0, TABLE_ROWS)
-            h = tl.load(coarse_ptr + t[:, None] * BINS + bins[None, :], mask=(t < num_tiles)[:, None], other=0)
+            h = tl.load(coarse_ptr + t[:, None] * BINS + bins[None, :], mask=(t < num_tiles)[:, None],
+                        other=0)
             totals += tl.sum(h, axis=0)
             before += tl.sum(tl.where((t < tile)[:, None], h, 0), axis=0)  # slots earlier tiles hold
         scan_from = tile * tile_blocks * BLOCK_TOKENS * topk  # the slots of its own tile before its block
@@ -111,7 +113,8 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
             expert = tl.load(ids_ptr + slot, mask=valid, other=-1)
             local = (expert >= start) & (expert < start + num_local) & valid
             local_expert = tl.where(local, expert - start, -1)
-            hit = (local_expert.to(tl.int32)[:, None] == bins[None, :]) & local[:, None]  # one-hot [slot, expert]
+            # one-hot [slot, expert]
+            hit = (local_expert.to(tl.int32)[:, None] == bins[None, :]) & local[:, None]
             upto = tl.cumsum(hit.to(tl.int32), axis=0)  # stable rank inside the sub-tile, plus one
             dest = tl.sum(tl.where(hit, upto - 1 + base[None, :], 0), axis=1)
             base += tl.sum(hit.to(tl.int32), axis=0)  # the next sub-tile's slots come after these
@@ -136,12 +139,14 @@ def layout_kernel(ids_ptr, adjusted_ptr, index_ptr, coarse_ptr,
             for kk in tl.static_range(KP):
                 row = tl.load(index_ptr + t * topk + kk, mask=t_ok & (t * 0 + kk < topk), other=-1)
                 # scales column-major (MN-major): column g of row r at g * scale_stride + r
-                tl.store(out_scales_ptr + g[None, :].to(tl.int64) * scale_stride + row.to(tl.int64)[:, None], sc,
+                column = out_scales_ptr + g[None, :].to(tl.int64) * scale_stride
+                tl.store(column + row.to(tl.int64)[:, None], sc,
                          mask=(row >= 0)[:, None] & g_ok[None, :])
         for c in range(col_block, CHUNKS, COL_BLOCKS):
             cols = c * COPY_COLS + tl.arange(0, COPY_COLS)
             col_ok = cols < hidden
-            v = tl.load(x_ptr + t64[:, None] * x_stride + cols[None, :], mask=needed[:, None] & col_ok[None, :])
+            v = tl.load(x_ptr + t64[:, None] * x_stride + cols[None, :],
+                        mask=needed[:, None] & col_ok[None, :])
             for kk in tl.static_range(KP):  # the row loaded once goes to each local slot of its token
                 row = tl.load(index_ptr + t * topk + kk, mask=t_ok & (t * 0 + kk < topk), other=-1)
                 tl.store(rows_ptr + row.to(tl.int64)[:, None] * hidden + cols[None, :], v,
@@ -260,8 +265,9 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
                            SINGLE=p.single, BLOCK_TOKENS=p.block_tokens, KP=p.topk_p2, BINS=p.bins,
                            COPY_COLS=p.copy_cols, CHUNKS=p.chunks, COL_BLOCKS=p.col_blocks,
                            SCALE_BLOCK=triton.next_power_of_2(a.scale_cols), TABLE_ROWS=p.table_rows,
-                           SCAN=p.scan, RANK_SLOTS=p.rank_slots, FILL_ROWS=launch.FILL_ROWS, FILL_BLOCK=p.fill_block,
-                           SKIP_PADDING=padding == "skip", num_warps=launch.SINGLE_WARPS if p.single else launch.NUM_WARPS)
+                           SCAN=p.scan, RANK_SLOTS=p.rank_slots, FILL_ROWS=launch.FILL_ROWS,
+                           FILL_BLOCK=p.fill_block, SKIP_PADDING=padding == "skip",
+                           num_warps=launch.SINGLE_WARPS if p.single else launch.NUM_WARPS)
     return DispatchLayout(adjusted, counts, offsets, index, m_indices, rows,
                           scale_store.t()[:rows_cap], None if graph_safe else rows_cap)
 
@@ -278,8 +284,10 @@ def first_launch(topk_ids, a: inputs.Args, p: Plan | None = None) -> FirstLaunch
     """Allocate the call's table and run :func:`table_kernel` (``a`` from :func:`inputs.check`)."""
     num_tokens, topk = topk_ids.shape
     if p is None:
-        p = plan(num_tokens, topk, a.num_local, a.hidden, inputs.max_rows(topk_ids.numel(), a.num_local, a.align))
+        cap = inputs.max_rows(topk_ids.numel(), a.num_local, a.align)
+        p = plan(num_tokens, topk, a.num_local, a.hidden, cap)
     coarse = _empty(p.tiles * p.bins, torch.int32, topk_ids.device)
     table_kernel[(p.tiles,)](topk_ids, coarse, topk_ids.numel(), a.start, a.num_local,
-                             p.tile_blocks * p.block_tokens * topk, BINS=p.bins, SCAN=launch.SCAN, num_warps=4)
+                             p.tile_blocks * p.block_tokens * topk, BINS=p.bins, SCAN=launch.SCAN,
+                             num_warps=4)
     return FirstLaunch(p, coarse)
