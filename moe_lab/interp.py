@@ -6,6 +6,10 @@ The library leans on the interpreter's internals for three things, all defined h
 * **one launch at a time.** The interpreter patches ``triton.language`` for the duration of a launch,
   so two threads interpreting kernels at once break each other ("Did you forget to add @triton.jit?").
   :func:`install` wraps ``InterpretedFunction.run`` in the process-wide :data:`LOCK`;
+* **helpers interpreted too.** On a GPU machine kernels are compiled ``JITFunction`` objects, and so are
+  ``@triton.jit`` helpers and Triton's own ``tl.sum``/``tl.cumsum``; calling one from a kernel that runs in
+  the interpreter (the tracer, the checker) raises "Cannot call @triton.jit'd outside of the scope of a
+  kernel". During an interpreted launch such calls run interpreted as well;
 * **scalar arguments as indices.** Triton 3.6 turns a scalar kernel argument (a one-element 1-D numpy
   array) into an index with ``int(array)`` (``for k in range(topk)``), which NumPy 2.4 refuses; the
   shim gives the interpreter's tensors an ``__index__`` that uses ``.item()`` (Triton 3.9 squeezes the
@@ -42,11 +46,39 @@ def _with_scalar_index(patch_lang_tensor):
     return patched
 
 
+_HELPERS: dict = {}  # compiled helper's function -> its interpreted twin
+
+
+@contextlib.contextmanager
+def _helpers_interpreted():
+    """Calls of compiled ``@triton.jit`` functions run interpreted while the block runs (under LOCK)."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    original = JITFunction.__dict__.get("__call__")
+
+    def call(self, *args, **kwargs):
+        twin = _HELPERS.get(self.fn)
+        if twin is None:
+            twin = _HELPERS.setdefault(self.fn, InterpretedFunction(self.fn))
+        return twin(*args, **kwargs)  # a device-function call, as in interpreter mode
+
+    JITFunction.__call__ = call
+    try:
+        yield
+    finally:
+        if original is None:
+            del JITFunction.__call__
+        else:
+            JITFunction.__call__ = original
+
+
 def _serialised(run):
     @functools.wraps(run)
     def locked(self, *args, **kwargs):
         with LOCK:  # the interpreter patches triton.language during a launch: one launch at a time
-            return run(self, *args, **kwargs)
+            with _helpers_interpreted():
+                return run(self, *args, **kwargs)
 
     locked.moe_lab_serialised = True
     return locked

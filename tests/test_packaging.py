@@ -144,7 +144,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import torch, moe_lab
 from moe_lab import routing, verify
-ids = routing.uniform(64, 32, 6, seed=1)
+ids = routing.uniform(64, 32, 6, seed=1).to(moe_lab.backend.device())
 want = verify.reference(ids, 8, 8)
 for name in moe_lab.STAGES:
     if name == "row_loop":

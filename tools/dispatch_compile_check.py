@@ -18,7 +18,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 
 import moe_lab  # noqa: F401
-from moe_lab.dispatch import chain, op
+from moe_lab.dispatch import chain, launch, op
+from moe_lab.dispatch.launch import plan
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -41,64 +42,60 @@ def resources(cubin: bytes) -> str:
             if found else "resource usage not found")
 
 
+POINTERS = {"x_ptr": "*u8", "rows_ptr": "*u8", "scales_ptr": "*fp32", "out_scales_ptr": "*fp32"}
+"""Pointer arguments that are not int32 (fp8 rows travel as bytes); every other ``*_ptr`` is ``*i32``."""
+
+
+def signature(kernel, constexprs, scales="*fp32") -> dict:
+    """Triton's signature of ``kernel``: pointers by name, constexprs by flag, other scalars i32."""
+    sig = {}
+    for param in kernel.params:
+        name = param.name
+        if param.is_constexpr:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = scales if "scales" in name else POINTERS.get(name, "*i32")
+        else:
+            sig[name] = "i32"
+    missing = [n for n, t in sig.items() if t == "constexpr" and n not in constexprs]
+    if missing:
+        raise ValueError(f"{kernel.__name__}: no value for constexpr(s) {missing}")
+    return sig
+
+
+def layout_constexprs(num_tokens: int, num_local: int = 32, topk: int = 8, hidden: int = 7168,
+                      padding_skip: bool = True) -> dict:
+    """The layout launch's constexprs exactly as :func:`moe_lab.dispatch.op` derives them."""
+    from moe_lab.dispatch import inputs
+
+    cap = inputs.max_rows(num_tokens * topk, num_local, 128)
+    p = plan(num_tokens, topk, num_local, hidden, cap, single=num_tokens * topk <= launch.SINGLE_SLOTS)
+    return {"SINGLE": p.single, "BLOCK_TOKENS": p.block_tokens, "KP": p.topk_p2, "BINS": p.bins,
+            "COPY_COLS": p.copy_cols, "CHUNKS": p.chunks, "COL_BLOCKS": p.col_blocks,
+            "SCALE_BLOCK": triton.next_power_of_2(hidden // 128), "TABLE_ROWS": p.table_rows,
+            "SCAN": p.scan, "RANK_SLOTS": p.rank_slots, "FILL_ROWS": launch.FILL_ROWS,
+            "FILL_BLOCK": p.fill_block, "SKIP_PADDING": padding_skip}
+
+
 def main() -> int:
-    i32, p = "i32", "*i32"
-    jobs = {
-        "rank_kernel": (op.rank_kernel,
-                        {"ids_ptr": p, "adjusted_ptr": p, "index_ptr": p, "slot_list_ptr": p,
-                         "rank_list_ptr": p, "hist_ptr": p, "num_total": i32, "start": i32,
-                         "num_local": i32, "tile_len": i32, "RANK_BLOCK": "constexpr", "BINS": "constexpr"},
-                        {"RANK_BLOCK": 128, "BINS": 32}),
-        "layout_kernel": (op.layout_kernel,
-                          {"adjusted_ptr": p, "index_ptr": p, "slot_list_ptr": p, "rank_list_ptr": p,
-                           "hist_ptr": p, "x_ptr": "*u8", "x_stride": i32, "scales_ptr": "*fp32",
-                           "s_stride0": i32, "s_stride1": i32, "rows_ptr": "*u8", "out_scales_ptr": "*fp32",
-                           "scale_stride": i32, "count_ptr": p, "offsets_ptr": p, "m_ptr": p,
-                           "num_tiles": i32, "num_local": i32, "rows_cap": i32, "hidden": i32,
-                           "scale_cols": i32, "topk": i32, "align": i32, "tile_len": i32,
-                           "BINS": "constexpr", "TABLE_ROWS": "constexpr", "COPY_COLS": "constexpr",
-                           "COPY_ROWS": "constexpr", "COL_BLOCKS": "constexpr", "SCALE_BLOCK": "constexpr",
-                           "FILL_ROWS": "constexpr", "FILL_BLOCK": "constexpr", "SKIP_PADDING": "constexpr"},
-                          {"BINS": 32, "TABLE_ROWS": 64, "COPY_COLS": 1024, "COPY_ROWS": 4,
-                           "COL_BLOCKS": 7, "SCALE_BLOCK": 64, "FILL_ROWS": 4096, "FILL_BLOCK": 1024,
-                           "SKIP_PADDING": True}),
-        "single_kernel": (op.single_kernel,
-                          {"ids_ptr": p, "adjusted_ptr": p, "index_ptr": p, "list_ptr": p, "x_ptr": "*u8",
-                           "x_stride": i32, "scales_ptr": "*fp32", "s_stride0": i32, "s_stride1": i32,
-                           "rows_ptr": "*u8", "out_scales_ptr": "*fp32", "scale_stride": i32, "count_ptr": p,
-                           "offsets_ptr": p, "m_ptr": p, "num_total": i32, "start": i32, "num_local": i32,
-                           "rows_cap": i32, "hidden": i32, "scale_cols": i32, "topk": i32, "align": i32,
-                           "SCAN": "constexpr", "CHUNK": "constexpr", "BINS": "constexpr",
-                           "COPY_COLS": "constexpr", "COPY_ROWS": "constexpr", "COL_BLOCKS": "constexpr",
-                           "SCALE_BLOCK": "constexpr", "FILL_ROWS": "constexpr", "FILL_BLOCK": "constexpr",
-                           "SKIP_PADDING": "constexpr"},
-                          {"SCAN": 1024, "CHUNK": 128, "BINS": 32, "COPY_COLS": 1024, "COPY_ROWS": 4,
-                           "COL_BLOCKS": 7, "SCALE_BLOCK": 64, "FILL_ROWS": 4096, "FILL_BLOCK": 1024,
-                           "SKIP_PADDING": True}),
-        "prefix_kernel": (chain.prefix_kernel,
-                          {"aligned_ptr": p, "start_ptr": p, "m_ptr": p, "num_local": i32,
-                           "ALIGN": "constexpr", "BINS": "constexpr"}, {"ALIGN": 128, "BINS": 32}),
-        "scatter_kernel": (chain.scatter_kernel,
-                           {"num_tokens": i32, "topk": i32, "start_ptr": p, "adjusted_ptr": p, "x_ptr": "*u8",
-                            "x_stride": i32, "scales_ptr": "*fp32", "s_stride0": i32, "s_stride1": i32,
-                            "rows_ptr": "*u8", "out_scales_ptr": "*fp32", "index_ptr": p, "hidden": i32,
-                            "scale_cols": i32, "HIDDEN_BLOCK": "constexpr", "SCALE_BLOCK": "constexpr"},
-                           {"HIDDEN_BLOCK": 8192, "SCALE_BLOCK": 64}),
-    }
-    # the extremes of the launch rules: one local expert, 256 (one-hot tiles of 16 slots), packed scales
-    for bins, rank_block, table, fill, scale in ((1, 256, 256, 1024, "*fp32"), (256, 16, 8, 1024, "*i32")):
-        k, sig, consts = jobs["rank_kernel"]
-        jobs[f"rank_kernel BINS={bins}"] = (k, sig, {**consts, "BINS": bins, "RANK_BLOCK": rank_block})
-        k, sig, consts = jobs["layout_kernel"]
-        jobs[f"layout_kernel BINS={bins} {scale}"] = (
-            k, {**sig, "scales_ptr": scale, "out_scales_ptr": scale},
-            {**consts, "BINS": bins, "TABLE_ROWS": table, "SCALE_BLOCK": 16,
-             "SKIP_PADDING": False})
+    jobs = {}
+    for tokens, num_local, scales in ((64, 32, "*fp32"), (8192, 32, "*fp32"), (4096, 256, "*i32"),
+                                      (512, 1, "*fp32")):
+        consts = layout_constexprs(tokens, num_local)
+        jobs[f"layout_kernel {tokens} tokens, {num_local} experts, scales {scales}"] = (
+            op.layout_kernel, signature(op.layout_kernel, consts, scales), consts)
+    table = {"BINS": 32, "SCAN": launch.SCAN}
+    jobs["table_kernel"] = (op.table_kernel, signature(op.table_kernel, table), table)
+    prefix = {"ALIGN": 128, "BINS": 32}
+    jobs["prefix_kernel"] = (chain.prefix_kernel, signature(chain.prefix_kernel, prefix), prefix)
+    scatter = {"HIDDEN_BLOCK": 8192, "SCALE_BLOCK": 64}
+    jobs["scatter_kernel"] = (chain.scatter_kernel, signature(chain.scatter_kernel, scatter), scatter)
     for name, (kernel, sig, consts) in jobs.items():
         compiled = build(kernel, sig, consts)
         ptx = compiled.asm["ptx"]
-        print(f"{name}: compiled for sm_90, {len(ptx.splitlines())} PTX lines, "
-              f"{ptx.count('bar.sync')} bar.sync, {ptx.count('atom.')} atomics; {resources(compiled.asm['cubin'])}")
+        atomics = ptx.count("atom.global") + ptx.count("red.global")
+        print(f"{name}: compiled for sm_90, {len(ptx.splitlines())} PTX lines, {ptx.count('bar.sync')} bar.sync, "
+              f"{atomics} global atomics, {ptx.count('atom.shared')} shared; {resources(compiled.asm['cubin'])}")
     return 0
 
 
