@@ -49,6 +49,14 @@ def _with_scalar_index(patch_lang_tensor):
 _HELPERS: dict = {}  # compiled helper's function -> its interpreted twin
 
 
+def _kernels_interpreted() -> bool:
+    """True when ``@triton.jit`` makes interpreted functions (TRITON_INTERPRET was on at import)."""
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(getattr(tl, "cdiv", None), InterpretedFunction)
+
+
 @contextlib.contextmanager
 def _helpers_interpreted():
     """Calls of compiled ``@triton.jit`` functions run interpreted while the block runs (under LOCK)."""
@@ -65,7 +73,8 @@ def _helpers_interpreted():
 
     JITFunction.__call__ = call
     try:
-        yield
+        with _language_restored():
+            yield
     finally:
         if original is None:
             del JITFunction.__call__
@@ -73,11 +82,39 @@ def _helpers_interpreted():
             JITFunction.__call__ = original
 
 
+@contextlib.contextmanager
+def _language_restored():
+    """Put ``triton.language`` back as it was after the block.
+
+    An interpreted helper call patches the builtins of the modules *its* code sees (``tl.core`` for
+    ``tl.sum``) and, on some releases (3.6), never unpatches them; a later compile on a GPU then
+    meets interpreter builtins ("'ir.value' object has no attribute 'dtype'").
+    """
+    import triton.language as tl
+
+    owners = []
+    for obj in (tl, getattr(tl, "core", None), getattr(tl, "math", None), getattr(tl, "standard", None),
+                getattr(tl, "tensor", None)):
+        if obj is not None and all(obj is not seen for seen in owners):
+            owners.append(obj)
+    saved = [(obj, dict(vars(obj))) for obj in owners]
+    try:
+        yield
+    finally:
+        for obj, before in saved:  # names the interpreter added stay: its rewritten code may use them
+            now = vars(obj)
+            for name, value in before.items():
+                if now.get(name) is not value:
+                    setattr(obj, name, value)
+
+
 def _serialised(run):
     @functools.wraps(run)
     def locked(self, *args, **kwargs):
         with LOCK:  # the interpreter patches triton.language during a launch: one launch at a time
-            with _helpers_interpreted():
+            if _kernels_interpreted():  # every @triton.jit function is interpreted already
+                return run(self, *args, **kwargs)
+            with _helpers_interpreted():  # a GPU machine: compiled helpers, and compiles after this
                 return run(self, *args, **kwargs)
 
     locked.moe_lab_serialised = True

@@ -135,7 +135,29 @@ TUNING = Schema("tuning", (
 ) + _provenance_columns(extra=("script",)), where="data/tuning/<what>_<card>.csv, written by "
                                                    "tools/tune_*.py")
 
-SCHEMAS = {s.name: s for s in (BENCH, EP, TUNING)}
+DISPATCH = Schema("dispatch", (
+    Column("path"), Column("mode"), Column("num_tokens", "int"), Column("topk", "int"),
+    Column("num_local", "int"), Column("hidden", "int"), Column("local_slots", "count"),
+    Column("rows", "count"), Column("bytes_moved", "count"), Column("median_us", "time"),
+    Column("p20_us", "time"), Column("p80_us", "time"),
+) + _provenance_columns(), where="data/dispatch/dispatch_<date>_<card>.csv, written by "
+                                 "python -m moe_lab.dispatch.bench",
+    key=("run_id", "path", "mode", "num_tokens"), orders=(("p20_us", "median_us", "p80_us"),))
+
+STRESS = Schema("stress", (
+    Column("test"), Column("stage"), Column("size"), Column("slots", "int"), Column("trials", "int"),
+    Column("results", "int"), Column("wrong", "count"),
+) + _provenance_columns(), where="data/stress/stress_<stamp>.csv, written by tools/stress.py",
+    key=("run_id", "test", "stage", "size"))
+
+RETIME = Schema("retime", (
+    Column("stage"), Column("mode"), Column("round", "count"), Column("tokens", "int"),
+    Column("slots", "int"), Column("median_us", "time"), Column("p20_us", "time"), Column("p80_us", "time"),
+    Column("correct", "bool"),
+) + _provenance_columns(), where="data/stress/retime_<stamp>.csv, written by tools/stress.py",
+    key=("run_id", "stage", "mode", "round", "tokens"), orders=(("p20_us", "median_us", "p80_us"),))
+
+SCHEMAS = {s.name: s for s in (BENCH, EP, TUNING, DISPATCH, STRESS, RETIME)}
 
 
 # ----------------------------------------------------------------------------------------------

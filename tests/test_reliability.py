@@ -280,3 +280,13 @@ def test_capture_id_reads_the_driver_answer(monkeypatch):
     assert one_launch._capture_id(123) is None  # the driver refused
     monkeypatch.setattr(one_launch, "_CAPTURE_INFO", [None])
     assert one_launch._capture_id(123) is None and not one_launch.capture_ids_available()
+
+
+def test_spares_start_on_their_own_128_byte_line(clean_tables):
+    """A captured graph's scratch has its counters on the same lines as an eager one (counter e in line
+    e // 32); a spare that started mid-line would spread 32 counters over two lines."""
+    one_launch._fill_spares(0, torch.device("cpu"))
+    spares = list(one_launch._SPARE[0])
+    first = min(s.data_ptr() for s in spares)
+    assert all(s.numel() == one_launch.SCRATCH_SIZE and not s.any() for s in spares)
+    assert all((s.data_ptr() - first) % 128 == 0 for s in spares)

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import _thread
 import argparse
-import csv
 import datetime as _dt
 import os
-import platform
 import random
 import signal
 import statistics
@@ -60,10 +58,7 @@ CONTROL_TESTS = ("two_streams", "two_graphs")
 RETIME_TOKENS = (1, 16, 256, 1024, 4096, 16384, 65536, 262144, 1 << 20)
 RETIME_STAGES = ("best", "old_best", "scalar_atomic")
 POISON = -7
-STRESS_COLUMNS = ["test", "stage", "size", "slots", "trials", "results", "wrong", "card", "driver", "torch",
-                  "triton", "python", "date"]
-RETIME_COLUMNS = ["stage", "mode", "round", "tokens", "slots", "median_us", "p20_us", "p80_us", "card",
-                  "driver", "torch", "triton", "python", "date"]
+# the columns of both CSVs are moe_lab.records.STRESS and moe_lab.records.RETIME
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -104,16 +99,10 @@ def require_gpu() -> None:
                          "against each other and times kernels; run it on a machine with a CUDA GPU")
 
 
-def provenance() -> dict:
-    import triton
+def provenance(run_id: str) -> dict:
+    from moe_lab import records
 
-    try:  # the library's one nvidia-smi query, wherever this checkout keeps it
-        from moe_lab.timing import driver_version
-    except ImportError:
-        from moe_lab.bench import driver_version
-    return {"card": torch.cuda.get_device_name(), "driver": driver_version(), "torch": torch.__version__,
-            "triton": triton.__version__, "python": platform.python_version(),
-            "date": _dt.datetime.now(_dt.timezone.utc).date().isoformat()}
+    return records.provenance(run_id)  # card, driver, cuda, torch, triton, python, date, run_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +342,7 @@ def stress(args, prov) -> list[dict]:
 
 
 def retime(args, prov) -> list[dict]:
-    from moe_lab import routing, timing
+    from moe_lab import routing, timing, verify
     from moe_lab.stages import best, scalar_atomic
 
     case = routing.case("deepseek-v3", max(RETIME_TOKENS), ep_size=8, rank=3, seed=0)
@@ -368,22 +357,28 @@ def retime(args, prov) -> list[dict]:
             for name in order:
                 def fn(f=fns[name]):
                     return f(ids, start, num_local)
-                fn()
-                torch.cuda.synchronize()
+                for scratch in _OLD_SCRATCH.values():  # the control tests leave it dirty on purpose
+                    scratch.zero_()
+                want = verify.reference(ids, start, num_local)
                 for mode in ("eager", "graph"):
+                    # a wrong kernel's time means nothing: check before and after timing
+                    right = all(torch.equal(a, b) for a, b in zip(fn(), want))
                     median, p20, p80 = timing.time_us(fn, mode)  # the project's one timer
+                    right = right and all(torch.equal(a, b) for a, b in zip(fn(), want))
                     rows.append({"stage": name, "mode": mode, "round": rnd, "tokens": tokens,
                                  "slots": ids.numel(), "median_us": round(median, 3),
-                                 "p20_us": round(p20, 3), "p80_us": round(p80, 3), **prov})
+                                 "p20_us": round(p20, 3), "p80_us": round(p80, 3), "correct": right, **prov})
         print(f"re-timing round {rnd + 1}/{args.rounds} done", flush=True)
     return rows
 
 
-def write_csv(path, columns, rows) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def write_csv(path, schema, rows) -> None:
+    """Write ``rows`` checked against ``schema`` (moe_lab.records), whole or not at all."""
+    import pandas as pd
+
+    from moe_lab import records
+
+    records.write(pd.DataFrame(rows), path, schema)
 
 
 def table(stress_rows, retime_rows) -> str:
@@ -416,23 +411,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     require_gpu()
     import moe_lab  # noqa: F401  (chooses the backend before the stages import triton)
+    from moe_lab import records
     from moe_lab.stages import one_launch
 
     os.makedirs(args.out, exist_ok=True)
-    prov = provenance()
-    began = time.monotonic()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d_%H%M%S")
+    prov = provenance(f"stress-{stamp}")
+    began = time.monotonic()
     print(f"{prov['card']}, driver {prov['driver']}, torch {prov['torch']}, triton {prov['triton']}; "
           f"graphs told apart by capture id: {one_launch.capture_ids_available()}", flush=True)
     stress_rows = stress(args, prov)
-    write_csv(os.path.join(args.out, f"stress_{stamp}.csv"), STRESS_COLUMNS, stress_rows)
+    write_csv(os.path.join(args.out, f"stress_{stamp}.csv"), records.STRESS, stress_rows)
     retime_rows = retime(args, prov) if args.rounds else []
     if retime_rows:
-        write_csv(os.path.join(args.out, f"retime_{stamp}.csv"), RETIME_COLUMNS, retime_rows)
+        write_csv(os.path.join(args.out, f"retime_{stamp}.csv"), records.RETIME, retime_rows)
     print(table(stress_rows, retime_rows))
     failed = [r for r in stress_rows if r["stage"] != CONTROL and r["wrong"]]
+    failed += [r for r in retime_rows if not r["correct"]]  # a timed output that was wrong
     control = [r for r in stress_rows if r["stage"] == CONTROL]
-    print(f"\n{len(failed)} failing test(s); control wrong in "
+    print(f"\n{len(failed)} failing test(s) or wrong timed output(s); control wrong in "
           f"{sum(1 for r in control if r['wrong'])} of {len(control)} runs; {time.monotonic() - began:.0f} s")
     return 1 if failed else 0
 

@@ -161,11 +161,7 @@ def load(path=None):
     files = sorted(folder.glob("dispatch_*.csv")) if folder.is_dir() else []
     if not files:
         return None
-    df = pd.read_csv(files[-1])
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{files[-1]} is not a dispatch benchmark CSV: it lacks columns {missing}")
-    return df
+    return records.load(files[-1], records.DISPATCH)  # checked: columns, timings, dates, file and row named
 
 
 def targets(rows) -> str:

@@ -90,6 +90,7 @@ KERNEL = Kernel(one_launch_kernel, grid=PERSISTENT, writes=PER_BIN_TICKET, sem="
                 num_warps=num_warps, programs_per_sm=PROGRAMS_PER_SM, check=check_bins, ir_slots=1 << 17)
 
 SCRATCH_SIZE = MAX_BINS + 1  # MAX_BINS accumulators, then the ticket
+SPARE_STRIDE = -(-SCRATCH_SIZE // 32) * 32  # spares start on 128-byte lines: counter e in line e // 32
 SPARES = 64
 """Pre-zeroed scratches kept per device for CUDA-graph captures, refilled by eager calls (256 KB)."""
 
@@ -152,8 +153,8 @@ def _fill_spares(index: int, device: torch.device) -> None:
     spares = _SPARE.setdefault(index, [])
     missing = SPARES - len(spares)
     if missing > 0:
-        block = torch.zeros(missing, SCRATCH_SIZE, dtype=torch.int32, device=device)
-        spares.extend(block.unbind(0))
+        block = torch.zeros(missing, SPARE_STRIDE, dtype=torch.int32, device=device)
+        spares.extend(row[:SCRATCH_SIZE] for row in block.unbind(0))
 
 
 def scratch(device: torch.device) -> torch.Tensor:
