@@ -184,7 +184,8 @@ def _bad(device, **change):
     (lambda d, a: {"topk_ids": a["topk_ids"].float()}, TypeError, "topk_ids"),
     (lambda d, a: {"x": a["x"].view(torch.uint8)}, TypeError, "float8_e4m3fn"),
     (lambda d, a: {"x": a["x"][:3]}, ValueError, "num_tokens=4"),
-    (lambda d, a: {"x": torch.zeros(4, 100, device=d).to(torch.float8_e4m3fn)}, ValueError, "multiple of 128"),
+    (lambda d, a: {"x": torch.zeros(4, 100, device=d).to(torch.float8_e4m3fn)}, ValueError,
+     "multiple of 128"),
     (lambda d, a: {"scales": a["scales"].half()}, TypeError, "scales"),
     (lambda d, a: {"scales": a["scales"][:, :1]}, ValueError, "(4, 2)"),
     (lambda d, a: {"scales": torch.zeros(4, 2, dtype=torch.int32, device=d)}, ValueError, "packed"),
@@ -221,7 +222,8 @@ def test_unordered_compare_catches_a_wrong_row(device):
     want = prepare_dispatch_reference(ids.cpu(), 8, 8, x.cpu(), scales.cpu())
     got = chain.run(ids, 8, 8, x, scales)
     got.rows.view(torch.uint8)[got.output_index[got.output_index >= 0][0]] ^= 1
-    assert compare.problems(got, want, x, scales, ordered=False) == ["rows: a slot's row does not hold its token's bytes"]
+    assert compare.problems(got, want, x, scales, ordered=False) == [
+        "rows: a slot's row does not hold its token's bytes"]
 
 
 @pytest.mark.parametrize("single_slots", [0, 1 << 20], ids=["two launches", "one launch"])

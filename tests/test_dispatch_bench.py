@@ -15,7 +15,8 @@ from moe_lab.dispatch.data import make_inputs
 def small(monkeypatch, device):
     monkeypatch.setattr(bench, "HIDDEN", 256)
     ids, x, scales = make_inputs(40, bench.TOPK, bench.NUM_EXPERTS, hidden=256, seed=1, device=device)
-    want = prepare_dispatch_reference(ids, bench.START, bench.NUM_LOCAL, x, scales)  # on ids' device, as the bench
+    # on ids' device, as the bench
+    want = prepare_dispatch_reference(ids, bench.START, bench.NUM_LOCAL, x, scales)
     return ids, x, scales, want
 
 

@@ -50,7 +50,8 @@ def test_every_schema_carries_the_provenance_columns():
                                             ("tuning", records.TUNING), ("dispatch", records.DISPATCH),
                                             ("stress", records.STRESS), ("stress", records.RETIME)])
 def test_every_recorded_csv_of_the_repository_is_valid(folder, schema):
-    files = sorted((records.DATA_ROOT / folder).glob(f"{schema.name}_*.csv" if folder == "stress" else "*.csv"))
+    files = sorted((records.DATA_ROOT / folder).glob(
+        f"{schema.name}_*.csv" if folder == "stress" else "*.csv"))
     if not files:
         pytest.skip(f"no recorded CSV in data/{folder}")
     for path in files:

@@ -94,8 +94,10 @@ def main() -> int:
         compiled = build(kernel, sig, consts)
         ptx = compiled.asm["ptx"]
         atomics = ptx.count("atom.global") + ptx.count("red.global")
-        print(f"{name}: compiled for sm_90, {len(ptx.splitlines())} PTX lines, {ptx.count('bar.sync')} bar.sync, "
-              f"{atomics} global atomics, {ptx.count('atom.shared')} shared; {resources(compiled.asm['cubin'])}")
+        print(f"{name}: compiled for sm_90, {len(ptx.splitlines())} PTX lines, "
+              f"{ptx.count('bar.sync')} bar.sync, "
+              f"{atomics} global atomics, {ptx.count('atom.shared')} shared; "
+              f"{resources(compiled.asm['cubin'])}")
     return 0
 
 

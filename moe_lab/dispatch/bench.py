@@ -65,7 +65,8 @@ def check_size(ids, x, scales, want) -> list[str]:
     for name in ("adjusted_ids", "expert_count", "offsets", "output_index", "m_indices"):
         if not torch.equal(getattr(first, name), getattr(second, name)):
             found.append(f"fused: {name} differs between two runs")
-    a, b = first.rows[:m].view(torch.uint8), second.rows[:m].view(torch.uint8)  # bytes: fp8 has no indexing kernels
+    # bytes: fp8 has no indexing kernels
+    a, b = first.rows[:m].view(torch.uint8), second.rows[:m].view(torch.uint8)
     if not torch.equal(a[real], b[real]):
         found.append("fused: rows differ between two runs")
     synced = prepare_dispatch(ids, START, NUM_LOCAL, x, scales)
@@ -131,7 +132,8 @@ def sweep(tokens=TOKENS, run_id=None, budget_s: float = BUDGET_S):
     began = time.time()
     for n in tokens:
         if time.time() - began > budget_s:
-            print(f"time budget of {budget_s:.0f} s spent: sizes from {n} tokens on are not measured", flush=True)
+            print(f"time budget of {budget_s:.0f} s spent: sizes from {n} tokens on are not measured",
+                  flush=True)
             break
         ids, x, scales = routed(n, seed=n)
         want = prepare_dispatch_reference(ids, START, NUM_LOCAL, x, scales)
@@ -155,8 +157,6 @@ def sweep(tokens=TOKENS, run_id=None, budget_s: float = BUDGET_S):
 
 def load(path=None):
     """The newest recorded run (a DataFrame) from ``path`` (default ``data/dispatch/``), or None."""
-    import pandas as pd
-
     folder = Path(path) if path is not None else DATA_DIR
     files = sorted(folder.glob("dispatch_*.csv")) if folder.is_dir() else []
     if not files:

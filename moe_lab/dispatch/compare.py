@@ -38,7 +38,8 @@ def problems(layout, want: dict, x, scales, *, ordered: bool = True) -> list[str
     if m_all.numel() > m and not bool((m_all[m:] == -1).all()):
         out.append(f"m_indices past row {m} (the worst-case tail) must be -1")
     if layout.rows.shape[0] < m or layout.scales.shape[0] < m:
-        short = f"rows/scales have {layout.rows.shape[0]}/{layout.scales.shape[0]} rows, expected at least {m}"
+        short = (f"rows/scales have {layout.rows.shape[0]}/{layout.scales.shape[0]} rows, "
+                 f"expected at least {m}")
         return [*out, short]
     rows = layout.rows[:m].cpu().view(torch.uint8)  # only the first M rows travel to the host
     sc = layout.scales[:m].cpu()
@@ -62,7 +63,8 @@ def problems(layout, want: dict, x, scales, *, ordered: bool = True) -> list[str
     if not torch.equal(index[~local], torch.full_like(index[~local], -1)):
         out.append("output_index must be -1 for slots that are not local")
     dest = index[local]
-    if not torch.equal(torch.sort(dest).values, torch.sort(want["output_index"].cpu().reshape(-1)[local].long()).values):
+    if not torch.equal(torch.sort(dest).values,
+                       torch.sort(want["output_index"].cpu().reshape(-1)[local].long()).values):
         return out + ["output_index: the set of destination rows differs from the reference"]
     token = torch.arange(index.numel())[local] // layout.output_index.shape[1]
     adj = want["adjusted_ids"].cpu().reshape(-1)[local].long()

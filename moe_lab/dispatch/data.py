@@ -22,7 +22,8 @@ def make_inputs(num_tokens: int, topk: int, num_experts: int, *, hidden: int = 2
     x = torch.randint(0, 256, (num_tokens, hidden), generator=g, dtype=torch.uint8).view(torch.float8_e4m3fn)
     groups = hidden // GROUP
     if packed:
-        scales = torch.randint(-2**31, 2**31 - 1, (num_tokens, (groups + 3) // 4), generator=g, dtype=torch.int32)
+        scales = torch.randint(-2**31, 2**31 - 1, (num_tokens, (groups + 3) // 4), generator=g,
+                               dtype=torch.int32)
     else:
         scales = torch.rand(num_tokens, groups, generator=g) + 0.5
     if device is not None:

@@ -2,7 +2,8 @@
 
 Spec, per tile of ``BLOCK`` slots (program ``p`` owns slots ``p*BLOCK`` to ``p*BLOCK + BLOCK - 1``)::
 
-    rank[s]      = number of slots t < s in the same tile with adjusted[t] == adjusted[s] >= 0; -1 if adjusted[s] < 0
+    rank[s]      = number of slots t < s in the same tile with adjusted[t] == adjusted[s] >= 0;
+                   -1 if adjusted[s] < 0
     tile_count[p, e] = number of slots of tile p with adjusted == e, for e < num_local (all NUM_BINS stored)
 
 Kernel signature: ``(adjusted_ptr, rank_ptr, tile_count_ptr, num_total, num_local, BLOCK: tl.constexpr,
@@ -30,7 +31,8 @@ POISON = 0x5A5A5A5
 
 HINTS = dict(enumerate(EXERCISES[NAME].levels, 1))  # the catalogue holds the exercise's hints
 SYMPTOMS = {
-    "poison_rank": "a slot's rank was never stored: store every in-bounds slot, -1 for the slots that are not local",
+    "poison_rank": "a slot's rank was never stored: store every in-bounds slot, "
+                   "-1 for the slots that are not local",
     "counts_self": "every rank is one too high: the inclusive prefix counts the slot itself; subtract 1",
     "not_local": "slots with adjusted == -1 need rank -1 (they get no row)",
     "across_tiles": "ranks restart at 0 in every tile: count only the slots of the program's own tile",
@@ -166,7 +168,8 @@ def _check(kernel, level) -> str:
     if not interp.is_kernel(kernel):
         say(f"{NAME}: expected a @triton.jit kernel, got {type(kernel).__name__}")
         return "FAIL"
-    params = list(getattr(kernel, "arg_names", None) or inspect.signature(getattr(kernel, "fn", kernel)).parameters)
+    params = list(getattr(kernel, "arg_names", None)
+                  or inspect.signature(getattr(kernel, "fn", kernel)).parameters)
     if params != SIGNATURE:
         say(f"{NAME}: parameters {params}; expected {SIGNATURE}")
         return "FAIL"
@@ -196,7 +199,8 @@ def _check(kernel, level) -> str:
                     detail = f"tile_count{list(bad)} = {int(got_count[bad])}, expected {int(want_count[bad])}"
                 if key:
                     say(f"  FAIL  {name}, BLOCK={block} ({where})")
-                    say(f"    input adjusted = {adjusted.tolist()[:24]}{' ...' if adjusted.numel() > 24 else ''}")
+                    say(f"    input adjusted = {adjusted.tolist()[:24]}"
+                        f"{' ...' if adjusted.numel() > 24 else ''}")
                     say(f"    found: {detail}")
                     say(f"  hint: {SYMPTOMS[key]}")
                     if level:

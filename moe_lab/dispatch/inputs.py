@@ -62,7 +62,8 @@ def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton
         packed, want = True, packed_cols
     else:
         raise TypeError(f"scales must be torch.float32 [num_tokens, hidden/{GROUP}] or ue8m0 exponents "
-                        f"packed four to a torch.int32 [num_tokens, ceil(hidden/{GROUP}/4)], got {scales.dtype}")
+                        f"packed four to a torch.int32 [num_tokens, ceil(hidden/{GROUP}/4)], "
+                        f"got {scales.dtype}")
     if scales.dim() != 2 or tuple(scales.shape) != (num_tokens, want):
         kind = "int32 (packed ue8m0)" if packed else "float32"
         raise ValueError(f"scales ({kind}) must have shape ({num_tokens}, {want}) for x of shape "

@@ -46,7 +46,8 @@ def fixed_kernel(count_ptr, start_ptr, out_ptr, num_local, BINS: tl.constexpr):
     tl.store(out_ptr + expert, first)
 
 
-_SIGNATURE = {"count_ptr": "*i32", "start_ptr": "*i32", "out_ptr": "*i32", "num_local": "i32", "BINS": "constexpr"}
+_SIGNATURE = {"count_ptr": "*i32", "start_ptr": "*i32", "out_ptr": "*i32", "num_local": "i32",
+              "BINS": "constexpr"}
 _KEEP = ("st.global", "ld.global", "bar.sync", "barrier.sync", "membar", "fence")
 
 

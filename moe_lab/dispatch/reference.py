@@ -64,6 +64,7 @@ def prepare_dispatch_reference(topk_ids, start, num_local, x, scales, *, align: 
     out_scales = torch.zeros(total, a.scale_cols, dtype=scales.dtype, device=device)
     out_scales[dest] = scales[token]
     return {"adjusted_ids": adjusted, "expert_count": counts,
-            "offsets": offsets.to(torch.int32), "output_index": output_index.view_as(topk_ids).to(torch.int32),
+            "offsets": offsets.to(torch.int32),
+            "output_index": output_index.view_as(topk_ids).to(torch.int32),
             "m_indices": m_indices.to(torch.int32), "rows": rows.view(torch.float8_e4m3fn),
             "scales": out_scales, "real": real}
