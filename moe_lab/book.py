@@ -92,8 +92,7 @@ def main(argv=None) -> int:
         return 1
     sources = {p.resolve().parent for p in paths} | {NOTEBOOKS.resolve()}
     try:
-        for src in sorted(sources):
-            generated.check_target(args.out, src, kind="book")
+        generated.check_target(args.out, sorted(sources), kind="book")
     except generated.RefusedOutput as err:
         print(f"moe_lab.book: {err}", file=sys.stderr)
         return 2
@@ -107,8 +106,7 @@ def main(argv=None) -> int:
     built = []
     try:
         with generated.replacing(args.out, sorted(sources)[0], kind="book") as tmp:
-            for src in sorted(sources):
-                generated.check_target(args.out, src, kind="book")
+            generated.check_target(args.out, sorted(sources), kind="book")
             for path in paths:
                 print(f"executing {path} ...", flush=True)
                 b = build_one(path.resolve(), tmp, timeout=args.timeout, kernel_name=args.kernel)

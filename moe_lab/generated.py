@@ -57,16 +57,21 @@ def read_manifest(folder: Path) -> dict | None:
     return data if isinstance(data, dict) and isinstance(data.get("files"), dict) else None
 
 
-def check_target(out: Path, src: Path, *, kind: str, flag: str = "--out") -> None:
-    """Raise :class:`RefusedOutput` unless ``out`` may be replaced by a generated ``kind`` folder."""
-    out_abs, src_abs = Path(os.path.abspath(out)), Path(src).resolve()
+def check_target(out: Path, src, *, kind: str, flag: str = "--out") -> None:
+    """Raise :class:`RefusedOutput` unless ``out`` may be replaced by a generated ``kind`` folder.
+
+    ``src``: the source folder, or several: ``out`` may be none of them, inside none, contain none.
+    """
+    out_abs = Path(os.path.abspath(out))
     if out_abs.is_symlink():
         raise RefusedOutput(f"{flag} {out} is a symlink: give a real folder (the {kind} never writes "
                             f"through links)")
     out_real = out_abs.resolve()
-    if out_real == src_abs or _inside(src_abs, out_real) or _inside(out_real, src_abs):
-        raise RefusedOutput(f"{flag} {out} would overwrite the source notebooks in {src}: choose a "
-                            f"separate folder, e.g. {flag} {kind}")
+    for one in ([src] if isinstance(src, (str, os.PathLike)) else list(src)):
+        src_abs = Path(one).resolve()
+        if out_real == src_abs or _inside(src_abs, out_real) or _inside(out_real, src_abs):
+            raise RefusedOutput(f"{flag} {out} would overwrite the source notebooks in {one}: choose a "
+                                f"separate folder, e.g. {flag} {kind}")
     if not out_real.exists():
         return
     if not out_real.is_dir():
