@@ -99,12 +99,6 @@ def require_gpu() -> None:
                          "against each other and times kernels; run it on a machine with a CUDA GPU")
 
 
-def provenance(run_id: str) -> dict:
-    from moe_lab import records
-
-    return records.provenance(run_id)  # card, driver, cuda, torch, triton, python, date, run_id
-
-
 # ---------------------------------------------------------------------------------------------
 # The calls under test: (ids, start, num_local, adjusted, counts) -> writes adjusted and counts
 
@@ -416,7 +410,7 @@ def main(argv=None) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d_%H%M%S")
-    prov = provenance(f"stress-{stamp}")
+    prov = records.provenance(f"stress-{stamp}")  # card, driver, cuda, torch, triton, python, date, run_id
     began = time.monotonic()
     print(f"{prov['card']}, driver {prov['driver']}, torch {prov['torch']}, triton {prov['triton']}; "
           f"graphs told apart by capture id: {one_launch.capture_ids_available()}", flush=True)
