@@ -16,7 +16,7 @@ help:
 	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
 	@echo "make test     set up .venv, run the linter and every test, notebooks included"
 	@echo "make book     execute every notebook headless and render HTML into book/"
-	@echo "make bench    run the GPU benchmark (python -m moe_lab.bench), results into data/bench/"
+	@echo "make bench    run the GPU benchmark (python -m moe_lab.measure.bench), results into data/bench/"
 	@echo "make student  write the student edition (solutions removed) into student/"
 
 setup: $(STAMP)
@@ -61,13 +61,13 @@ test-fast: setup
 	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
 
 book: setup
-	$(PY) -m moe_lab.book --out book
+	$(PY) -m moe_lab.workbook.book --out book
 
 bench: setup
-	$(PY) -m moe_lab.bench $(BENCH_ARGS)
+	$(PY) -m moe_lab.measure.bench $(BENCH_ARGS)
 
 student: setup
-	$(PY) -m moe_lab.student --out student
+	$(PY) -m moe_lab.workbook.student --out student
 
 clean:
 	rm -rf $(VENV) book student test-artifacts

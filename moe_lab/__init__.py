@@ -4,10 +4,10 @@
 :mod:`moe_lab.backend`), so that learners never have to set ``TRITON_INTERPRET`` themselves.
 """
 
-from . import backend  # noqa: F401, I001  (must come before any kernel module imports triton.jit)
-from . import routing, verify  # noqa: F401  (public submodules: moe_lab.routing, moe_lab.verify)
-from .registry import STAGES, list_stages, stage
-from .registry import stage as _stage
+from moe_lab import backend  # noqa: F401, I001  (must come before any kernel module imports triton.jit)
+from moe_lab import routing, verify  # noqa: F401  (public submodules: moe_lab.routing, moe_lab.verify)
+from moe_lab.registry import STAGES, list_stages, stage
+from moe_lab.registry import stage as _stage
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,7 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
     try:
         return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
     except (TypeError, ValueError):
-        from .checks import DROP_IN_NAMES, check_args
+        from moe_lab.checks import DROP_IN_NAMES, check_args
 
         try:  # the same complaint, naming rtp-llm's arguments (checked again only on the error path)
             check_args(topk_ids, current_expert_start_id, num_local_experts, stage="best",

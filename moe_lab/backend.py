@@ -40,7 +40,7 @@ BACKEND: str = _decide()
 INTERPRETER: bool = BACKEND == "interpreter"
 
 if INTERPRETER:  # one launch at a time, scalar arguments as indices (see moe_lab.interp)
-    from . import interp
+    from moe_lab import interp
 
     interp.install()
 

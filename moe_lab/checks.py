@@ -80,7 +80,7 @@ def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: boo
 
 
 def _check_device(topk_ids: torch.Tensor, where: str) -> None:
-    from . import backend
+    from moe_lab import backend
 
     if backend.INTERPRETER:
         if topk_ids.device.type != "cpu":

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import backend
-from .stages import _launch, torch_ref
+from moe_lab import backend
+from moe_lab.stages import _launch, torch_ref
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 POISON = 0x5A5A5A5  # a value no correct kernel writes, in counts or ids
@@ -119,7 +119,7 @@ def verify(fn_or_stage, cases=None):
     """Compare a stage (by name) or any function with the reference on every case: a DataFrame."""
     import pandas as pd
 
-    from .registry import stage
+    from moe_lab.registry import stage
 
     fn = stage(fn_or_stage).run if isinstance(fn_or_stage, str) else fn_or_stage
     cases = adversarial_cases(device=backend.device()) if cases is None else cases

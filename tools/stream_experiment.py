@@ -54,7 +54,8 @@ def main() -> int:
     import pandas as pd
 
     import moe_lab  # noqa: F401  (chooses the backend before any kernel is used)
-    from moe_lab import records, routing, timing
+    from moe_lab import routing
+    from moe_lab.measure import records, timing
     from moe_lab.stages import decode, torch_ref
 
     dev = torch.device("cuda")

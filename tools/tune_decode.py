@@ -1,15 +1,13 @@
 """decode: tl.histogram (shared-memory atomics) versus a one-hot register reduction (GPU; notes script)."""
 
-import os
-import sys
-
-import pandas as pd
 import torch
 import triton
 import triton.language as tl
 
 import moe_lab  # noqa: F401  (chooses where kernels run before any is defined)
-from moe_lab import records, routing, timing
+from moe_lab import routing
+from moe_lab.measure import timing
+from moe_lab.measure.sweep import Sweep
 from moe_lab.stages import decode, scalar_atomic, torch_ref
 
 
@@ -30,18 +28,12 @@ def decode_onehot(
     tl.store(count_ptr + bins, counts, mask=bins < num_local)
 
 
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
-dev = torch.device("cuda")
-rows = []
+sweep = Sweep("tools/tune_decode.py")
+dev = sweep.device
 ids_all = {
     d: routing.case("deepseek-v3", 2048, distribution=d, ep_size=8).topk_ids.to(dev)
     for d in ("uniform", "hot")
 }
-
-
-def rec(**kw):
-    rows.append(kw)
-    print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
 
 
 for dist, allids in ids_all.items():
@@ -55,12 +47,12 @@ for dist, allids in ids_all.items():
             cnt.zero_()
             scalar_atomic.launch(ids, adj, cnt, 0, 32)
 
-        rec(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
+        sweep.record(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
 
         def d():
             decode.launch(ids, adj, cnt, 0, 32, num_warps=8)
 
-        rec(dist=dist, slots=slots, config="decode w8", us=timing.time_us(d, "graph")[0])
+        sweep.record(dist=dist, slots=slots, config="decode w8", us=timing.time_us(d, "graph")[0])
         for block in (128, 256, 512, 1024, 2048):
             if block > 2 * max(slots, 128):
                 continue
@@ -73,17 +65,11 @@ for dist, allids in ids_all.items():
 
                 cnt.fill_(-1)
                 us = timing.time_us(f, "graph")[0]
-                rec(
+                sweep.record(
                     dist=dist,
                     slots=slots,
                     config=f"onehot b{block} w{w}",
                     us=us,
                     ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)),
                 )
-name = "decode.csv"
-path = records.write(
-    pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_decode.py"),
-    os.path.join(out_dir, name),
-    records.TUNING,
-)  # checked, then written whole
-print("wrote", len(rows), "rows to", path, flush=True)
+sweep.write("decode.csv")

@@ -1,15 +1,13 @@
 """decode: spread tl.histogram's shared-memory atomics over REP private copies of each bin (GPU; notes)."""
 
-import os
-import sys
-
-import pandas as pd
 import torch
 import triton
 import triton.language as tl
 
 import moe_lab  # noqa: F401  (chooses where kernels run before any is defined)
-from moe_lab import records, routing, timing
+from moe_lab import routing
+from moe_lab.measure import timing
+from moe_lab.measure.sweep import Sweep
 from moe_lab.stages import decode, scalar_atomic, torch_ref
 
 
@@ -42,18 +40,12 @@ def decode_rep(
     tl.store(count_ptr + bins, total, mask=bins < num_local)
 
 
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
-dev = torch.device("cuda")
-rows = []
+sweep = Sweep("tools/tune_decode_rep.py")
+dev = sweep.device
 ids_all = {
     d: routing.case("deepseek-v3", 2048, distribution=d, ep_size=8).topk_ids.to(dev)
     for d in ("uniform", "hot")
 }
-
-
-def rec(**kw):
-    rows.append(kw)
-    print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
 
 
 for dist, allids in ids_all.items():
@@ -67,12 +59,12 @@ for dist, allids in ids_all.items():
             cnt.zero_()
             scalar_atomic.launch(ids, adj, cnt, 0, 32)
 
-        rec(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
+        sweep.record(dist=dist, slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
 
         def d():
             decode.launch(ids, adj, cnt, 0, 32)
 
-        rec(dist=dist, slots=slots, config="decode", us=timing.time_us(d, "graph")[0])
+        sweep.record(dist=dist, slots=slots, config="decode", us=timing.time_us(d, "graph")[0])
         for block in (1024, 2048, 4096, 8192):
             if block > 2 * slots:
                 continue
@@ -98,19 +90,14 @@ for dist, allids in ids_all.items():
                     try:
                         us = timing.time_us(f, "graph")[0]
                     except Exception as e:
-                        rec(dist=dist, slots=slots, config=f"rep{rep}/{div} b{block} w{w}", err=str(e)[:60])
+                        sweep.record(dist=dist, slots=slots, config=f"rep{rep}/{div} b{block} w{w}",
+                                     err=str(e)[:60])
                         continue
-                    rec(
+                    sweep.record(
                         dist=dist,
                         slots=slots,
                         config=f"rep{rep}/{div} b{block} w{w}",
                         us=us,
                         ok=bool(torch.equal(adj, ra) and torch.equal(cnt, rc)),
                     )
-name = "decode_rep.csv"
-path = records.write(
-    pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_decode_rep.py"),
-    os.path.join(out_dir, name),
-    records.TUNING,
-)  # checked, then written whole
-print("wrote", len(rows), "rows to", path, flush=True)
+sweep.write("decode_rep.csv")

@@ -5,33 +5,21 @@ warps, persistent grid) and decode (tile, warps) against the device copy and sca
 writes a CSV to the folder given as argv[1]. `best`'s thresholds come from what this shows.
 """
 
-import os
-import sys
 import time
 
-import pandas as pd
 import torch
 import triton
 
 import moe_lab  # noqa: F401  (chooses where kernels run before any is defined)
-from moe_lab import records, routing, timing
+from moe_lab import routing
+from moe_lab.measure import timing
+from moe_lab.measure.sweep import Sweep
 from moe_lab.stages import block_histogram as bh
-from moe_lab.stages import decode, relaxed, scalar_atomic, torch_ref
+from moe_lab.stages import decode, relaxed, scalar_atomic
 
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
-rows = []
-dev = torch.device("cuda")
+sweep = Sweep("tools/tune_gpu.py")
+dev = sweep.device
 print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
-
-
-def rec(**kw):
-    rows.append(kw)
-    print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
-
-
-def check(ids, start, nl, adj, cnt):
-    ra, rc = torch_ref.run(ids, start, nl)
-    return bool(torch.equal(ra, adj) and torch.equal(rc, cnt))
 
 
 t0 = time.time()
@@ -45,7 +33,8 @@ print("gen", time.time() - t0, flush=True)
 for dist, ids in big.items():
     start, nl = 0, 32
     dst = torch.empty_like(ids)
-    rec(part="large", dist=dist, config="copy", us=timing.time_us(lambda: dst.copy_(ids), "eager")[0])
+    sweep.record(part="large", dist=dist, config="copy",
+                 us=timing.time_us(lambda: dst.copy_(ids), "eager")[0])
     adj = torch.empty_like(ids)
     cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
 
@@ -53,24 +42,24 @@ for dist, ids in big.items():
         cnt.zero_()
         scalar_atomic.launch(ids, adj, cnt, start, nl)
 
-    rec(
+    sweep.record(
         part="large",
         dist=dist,
         config="scalar_atomic",
         us=timing.time_us(sa, "eager")[0],
-        ok=check(ids, start, nl, adj, cnt),
+        ok=sweep.correct(ids, start, nl, adj, cnt),
     )
 
     def rl():
         cnt.zero_()
         relaxed.launch(ids, adj, cnt, start, nl)
 
-    rec(
+    sweep.record(
         part="large",
         dist=dist,
         config="relaxed",
         us=timing.time_us(rl, "eager")[0],
-        ok=check(ids, start, nl, adj, cnt),
+        ok=sweep.correct(ids, start, nl, adj, cnt),
     )
     for block in (1024, 2048, 4096, 8192):
         for warps in (4, 8, 16):
@@ -83,14 +72,15 @@ for dist, ids in big.items():
                 try:
                     us = timing.time_us(f, "eager")[0]
                 except Exception as e:
-                    rec(part="large", dist=dist, config=f"bh b{block} w{warps} p{pps}", err=str(e)[:80])
+                    sweep.record(part="large", dist=dist, config=f"bh b{block} w{warps} p{pps}",
+                                 err=str(e)[:80])
                     continue
-                rec(
+                sweep.record(
                     part="large",
                     dist=dist,
                     config=f"bh b{block} w{warps} p{pps}",
                     us=us,
-                    ok=check(ids, start, nl, adj, cnt),
+                    ok=sweep.correct(ids, start, nl, adj, cnt),
                 )
 
 # 2. num_local sweep at 8M slots, uniform, default bh config vs scalar_atomic
@@ -104,13 +94,13 @@ for nl in (1, 16, 32, 128, 256):
             cnt.zero_()
             fn(ids, adj, cnt, 0, nl)
 
-        rec(
+        sweep.record(
             part="num_local",
             dist="uniform",
             config=name,
             num_local=nl,
             us=timing.time_us(f, "eager")[0],
-            ok=check(ids, 0, nl, adj, cnt),
+            ok=sweep.correct(ids, 0, nl, adj, cnt),
         )
 
 # 3. small sizes under graph replay: decode configurations vs zeros+scalar_atomic vs zeros+bh
@@ -123,32 +113,33 @@ for slots in (8, 64, 512, 2048, 4096, 8192, 16384, 32768, 65536):
     def z():
         cnt.zero_()
 
-    rec(part="small", slots=slots, config="zeros", us=timing.time_us(z, "graph")[0])
+    sweep.record(part="small", slots=slots, config="zeros", us=timing.time_us(z, "graph")[0])
     dst = torch.empty_like(ids)
-    rec(part="small", slots=slots, config="copy", us=timing.time_us(lambda: dst.copy_(ids), "graph")[0])
+    sweep.record(part="small", slots=slots, config="copy",
+                 us=timing.time_us(lambda: dst.copy_(ids), "graph")[0])
 
     def sa():
         cnt.zero_()
         scalar_atomic.launch(ids, adj, cnt, 0, nl)
 
-    rec(
+    sweep.record(
         part="small",
         slots=slots,
         config="scalar_atomic",
         us=timing.time_us(sa, "graph")[0],
-        ok=check(ids, 0, nl, adj, cnt),
+        ok=sweep.correct(ids, 0, nl, adj, cnt),
     )
 
     def sa2():
         cnt.zero_()
         relaxed.launch(ids, adj, cnt, 0, nl)
 
-    rec(
+    sweep.record(
         part="small",
         slots=slots,
         config="relaxed",
         us=timing.time_us(sa2, "graph")[0],
-        ok=check(ids, 0, nl, adj, cnt),
+        ok=sweep.correct(ids, 0, nl, adj, cnt),
     )
     for block in (1024, 2048, 4096):
         for pps in (0, 1):
@@ -166,12 +157,12 @@ for slots in (8, 64, 512, 2048, 4096, 8192, 16384, 32768, 65536):
                     programs_per_sm=pps,
                 )
 
-            rec(
+            sweep.record(
                 part="small",
                 slots=slots,
                 config=f"zeros+bh b{block} p{pps}",
                 us=timing.time_us(f, "graph")[0],
-                ok=check(ids, 0, nl, adj, cnt),
+                ok=sweep.correct(ids, 0, nl, adj, cnt),
             )
     if slots <= 65536:
         for block in (256, 1024, 2048, 4096, 8192):
@@ -186,21 +177,16 @@ for slots in (8, 64, 512, 2048, 4096, 8192, 16384, 32768, 65536):
                 try:
                     us = timing.time_us(f, "graph")[0]
                 except Exception as e:
-                    rec(part="small", slots=slots, config=f"decode b{block} w{warps}", err=str(e)[:80])
+                    sweep.record(part="small", slots=slots, config=f"decode b{block} w{warps}",
+                                 err=str(e)[:80])
                     continue
-                rec(
+                sweep.record(
                     part="small",
                     slots=slots,
                     config=f"decode b{block} w{warps}",
                     us=us,
-                    ok=check(ids, 0, nl, adj, cnt),
+                    ok=sweep.correct(ids, 0, nl, adj, cnt),
                 )
 
-name = "tune.csv"
-path = records.write(
-    pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_gpu.py"),
-    os.path.join(out_dir, name),
-    records.TUNING,
-)  # checked, then written whole
-print("wrote", len(rows), "rows to", path, flush=True)
+sweep.write("tune.csv")
 print("done", time.time() - t0)

@@ -3,30 +3,17 @@
 A notes script, like tune_gpu.py. Writes one_launch.csv into argv[1].
 """
 
-import os
-import sys
-
-import pandas as pd
 import torch
 
 import moe_lab  # noqa: F401  (chooses where kernels run before any is defined)
-from moe_lab import records, routing, timing
+from moe_lab import routing
+from moe_lab.measure import timing
+from moe_lab.measure.sweep import Sweep
 from moe_lab.stages import block_histogram as bh
-from moe_lab.stages import decode, one_launch, scalar_atomic, torch_ref
+from moe_lab.stages import decode, one_launch, scalar_atomic
 
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
-rows = []
-dev = torch.device("cuda")
-
-
-def rec(**kw):
-    rows.append(kw)
-    print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
-
-
-def ok(ids, nl, adj, cnt, start=0):
-    ra, rc = torch_ref.run(ids, start, nl)
-    return bool(torch.equal(ra, adj) and torch.equal(rc, cnt))
+sweep = Sweep("tools/tune_one_launch.py")
+dev = sweep.device
 
 
 big = {
@@ -54,15 +41,15 @@ for slots in (64, 1000, 8192, 100000, 1 << 23):
         static.copy_(torch.randint(-1, 64, (n, 8), dtype=torch.int32, device=dev))
         cnt.fill_(-5)
         g.replay()
-        bad += not ok(static, 32, adj, cnt)
-    rec(part="stress", slots=slots, reps=reps, bad=bad)
+        bad += not sweep.correct(static, 0, 32, adj, cnt)
+    sweep.record(part="stress", slots=slots, reps=reps, bad=bad)
 
 for dist, ids in big.items():
     for nl in (32, 256) if dist == "uniform" else (32,):
         adj = torch.empty_like(ids)
         cnt = torch.zeros(nl, dtype=torch.int32, device=dev)
         dst = torch.empty_like(ids)
-        rec(
+        sweep.record(
             part="large",
             dist=dist,
             nl=nl,
@@ -74,13 +61,13 @@ for dist, ids in big.items():
             cnt.zero_()
             bh.launch(ids, adj, cnt, 0, nl, block=4096, num_warps=4, programs_per_sm=0)
 
-        rec(
+        sweep.record(
             part="large",
             dist=dist,
             nl=nl,
             config="zeros+bh b4096 w4 p0",
             us=timing.time_us(f, "eager")[0],
-            ok=ok(ids, nl, adj, cnt),
+            ok=sweep.correct(ids, 0, nl, adj, cnt),
         )
         for block in (1024, 2048, 4096, 8192):
             for warps in (4, 8):
@@ -92,13 +79,13 @@ for dist, ids in big.items():
                         )
 
                     cnt.fill_(-3)
-                    rec(
+                    sweep.record(
                         part="large",
                         dist=dist,
                         nl=nl,
                         config=f"ol b{block} w{warps} p{pps}",
                         us=timing.time_us(f, "eager")[0],
-                        ok=ok(ids, nl, adj, cnt),
+                        ok=sweep.correct(ids, 0, nl, adj, cnt),
                     )
 
 for slots in (8, 64, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144):
@@ -111,18 +98,18 @@ for slots in (8, 64, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144):
         cnt.zero_()
         scalar_atomic.launch(ids, adj, cnt, 0, nl)
 
-    rec(part="small", slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
+    sweep.record(part="small", slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
     if slots <= 4096:
 
         def d():
             decode.launch(ids, adj, cnt, 0, nl)
 
-        rec(
+        sweep.record(
             part="small",
             slots=slots,
             config="decode",
             us=timing.time_us(d, "graph")[0],
-            ok=ok(ids, nl, adj, cnt),
+            ok=sweep.correct(ids, 0, nl, adj, cnt),
         )
     for block in (128, 256, 512, 1024, 2048, 4096):
         if block > 2 * max(slots, 128):
@@ -134,19 +121,13 @@ for slots in (8, 64, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144):
                     one_launch.launch(ids, adj, cnt, 0, nl, block=block, num_warps=warps, programs_per_sm=pps)
 
                 cnt.fill_(-3)
-                rec(
+                sweep.record(
                     part="small",
                     slots=slots,
                     config=f"ol b{block} w{warps} p{pps}",
                     us=timing.time_us(f, "graph")[0],
-                    ok=ok(ids, nl, adj, cnt),
+                    ok=sweep.correct(ids, 0, nl, adj, cnt),
                 )
 
-name = "one_launch.csv"
-path = records.write(
-    pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_one_launch.py"),
-    os.path.join(out_dir, name),
-    records.TUNING,
-)  # checked, then written whole
-print("wrote", len(rows), "rows to", path, flush=True)
+sweep.write("one_launch.csv")
 print("done")

@@ -1,24 +1,16 @@
 """one_launch: cost of the atomics' memory ordering under CUDA-graph replay (GPU only; notes script)."""
 
-import os
-import sys
-
-import pandas as pd
 import torch
 
 import moe_lab  # noqa: F401  (chooses where kernels run before any is defined)
-from moe_lab import records, routing, timing
+from moe_lab import routing
+from moe_lab.measure import timing
+from moe_lab.measure.sweep import Sweep
 from moe_lab.stages import decode, one_launch, scalar_atomic, torch_ref
 
-out_dir = sys.argv[1] if len(sys.argv) > 1 else "."
-dev = torch.device("cuda")
-rows = []
+sweep = Sweep("tools/tune_sems.py")
+dev = sweep.device
 ids_all = routing.case("deepseek-v3", 1 << 14, ep_size=8).topk_ids.to(dev)
-
-
-def rec(**kw):
-    rows.append(kw)
-    print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in kw.items()), flush=True)
 
 
 for slots in (8, 512, 1024, 2048, 4096, 8192, 16384, 65536):
@@ -35,13 +27,13 @@ for slots in (8, 512, 1024, 2048, 4096, 8192, 16384, 65536):
         cnt.zero_()
         scalar_atomic.launch(ids, adj, cnt, 0, 32)
 
-    rec(slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
+    sweep.record(slots=slots, config="scalar_atomic", us=timing.time_us(sa, "graph")[0])
     for w in (4, 8):
 
         def d():
             decode.launch(ids, adj, cnt, 0, 32, num_warps=w)
 
-        rec(slots=slots, config=f"decode w{w}", us=timing.time_us(d, "graph")[0])
+        sweep.record(slots=slots, config=f"decode w{w}", us=timing.time_us(d, "graph")[0])
     for add_sem, ticket_sem in (("acq_rel", "acq_rel"), ("relaxed", "acq_rel"), ("relaxed", "relaxed")):
         for block in (128, 256, 512, 1024):
             for w in (2, 4):
@@ -54,11 +46,5 @@ for slots in (8, 512, 1024, 2048, 4096, 8192, 16384, 65536):
                 cnt.fill_(-1)
                 us = timing.time_us(f, "graph")[0]
                 good = bool(torch.equal(adj, ra) and torch.equal(cnt, rc))
-                rec(slots=slots, config=f"ol {add_sem}/{ticket_sem} b{block} w{w}", us=us, ok=good)
-name = "sems.csv"
-path = records.write(
-    pd.DataFrame(rows).assign(**records.provenance(), script="tools/tune_sems.py"),
-    os.path.join(out_dir, name),
-    records.TUNING,
-)  # checked, then written whole
-print("wrote", len(rows), "rows to", path, flush=True)
+                sweep.record(slots=slots, config=f"ol {add_sem}/{ticket_sem} b{block} w{w}", us=us, ok=good)
+sweep.write("sems.csv")

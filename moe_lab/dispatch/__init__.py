@@ -3,10 +3,10 @@
 * :func:`prepare_dispatch` (:mod:`.op`): the fused op, two launches, deterministic, no state kept;
 * :func:`prepare_dispatch_reference` (:mod:`.reference`): its contract in plain PyTorch;
 * :mod:`.chain`: the multi-step path it replaces (host round trips, an atomic scatter);
-* ``python -m moe_lab.dispatch.bench``: the GPU benchmark of the three.
+* ``python -m moe_lab.measure.dispatch_bench``: the GPU benchmark of the three.
 """
 
-from .op import DispatchLayout, prepare_dispatch
-from .reference import prepare_dispatch_reference
+from moe_lab.dispatch.op import DispatchLayout, prepare_dispatch
+from moe_lab.dispatch.reference import prepare_dispatch_reference
 
 __all__ = ["DispatchLayout", "prepare_dispatch", "prepare_dispatch_reference"]

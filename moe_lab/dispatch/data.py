@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .inputs import GROUP
+from moe_lab.dispatch.inputs import GROUP
 
 
 def make_inputs(num_tokens: int, topk: int, num_experts: int, *, hidden: int = 256, packed: bool = False,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import as_int, check_args
+from moe_lab.checks import as_int, check_args
 
 GROUP = 128
 """Columns of ``x`` that share one scale (DeepSeek-V3's 1x128 fp8 quantisation groups)."""

@@ -32,8 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import inputs, launch
-from .launch import Plan, plan
+from moe_lab.dispatch import inputs, launch
+from moe_lab.dispatch.launch import Plan, plan
 
 POISON: int | None = None
 """Test hook: when set, every fresh output and the scratch are filled with this byte first."""

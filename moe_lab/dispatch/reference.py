@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from ..stages import torch_ref
-from . import inputs
+from moe_lab.dispatch import inputs
+from moe_lab.stages import torch_ref
 
 
 def prepare_dispatch_reference(topk_ids, start, num_local, x, scales, *, align: int = 128,

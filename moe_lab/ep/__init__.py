@@ -31,7 +31,7 @@ The modules, in the order a batch meets them:
 * :mod:`~moe_lab.ep.supervisor`: the parent that starts, watches and stops the ranks;
 * :mod:`~moe_lab.ep.api`: :func:`run_group`, :func:`run_sweep`, :class:`EPResult`;
 * :mod:`~moe_lab.ep.recorded`: writing and checked reading of recorded runs (schema in
-  :mod:`moe_lab.records`);
+  :mod:`moe_lab.measure.records`);
 * :mod:`~moe_lab.ep.plots`, :mod:`~moe_lab.ep.cli` (``python -m moe_lab.ep``).
 
 GPU results: ``python -m moe_lab.ep --backend nccl --world-size 2 --out data/ep/`` (see
@@ -40,15 +40,14 @@ GPU results: ``python -m moe_lab.ep --backend nccl --world-size 2 --out data/ep/
 
 from __future__ import annotations
 
-from .api import EPResult, run_group, run_sweep
-from .cli import main
-from .config import BACKENDS, FAIL_MODES, KERNEL_MODES, MEASURED_STAGES
-from .conservation import check_conservation
-from .plots import plot_expert_counts, plot_hot_rank, plot_imbalance, plot_recorded
-from .rank import PHASES, rank_main, router_output
-from .recorded import (
+from moe_lab.ep.api import EPResult, run_group, run_sweep
+from moe_lab.ep.cli import main
+from moe_lab.ep.config import BACKENDS, FAIL_MODES, KERNEL_MODES, MEASURED_STAGES
+from moe_lab.ep.conservation import check_conservation
+from moe_lab.ep.plots import plot_expert_counts, plot_hot_rank, plot_imbalance, plot_recorded
+from moe_lab.ep.rank import PHASES, rank_main, router_output
+from moe_lab.ep.recorded import (
            COLUMNS,
-           DATA_DIR,
            DEFAULTS,
            NEW_COLUMNS,
            SCHEMA,
@@ -59,10 +58,10 @@ from .recorded import (
            results_frame,
            write_csv,
 )
-from .supervisor import EPGroupError
+from moe_lab.ep.supervisor import EPGroupError
 
 __all__ = ["run_group", "run_sweep", "EPResult", "EPGroupError", "check_conservation", "router_output",
            "rank_main", "results_frame", "write_csv", "load_recorded", "latest", "recorded_table",
            "plot_imbalance", "plot_expert_counts", "plot_recorded", "plot_hot_rank", "main", "BACKENDS",
            "FAIL_MODES", "KERNEL_MODES", "MEASURED_STAGES", "PHASES", "SCHEMA", "COLUMNS",
-           "NEW_COLUMNS", "DEFAULTS", "TIMINGS", "DATA_DIR"]
+           "NEW_COLUMNS", "DEFAULTS", "TIMINGS"]

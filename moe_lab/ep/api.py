@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from moe_lab import routing
-
-from .config import MEASURED_STAGES, make_config
-from .supervisor import start_group
+from moe_lab.ep.config import MEASURED_STAGES, make_config
+from moe_lab.ep.supervisor import start_group
 
 
 @dataclass

@@ -8,10 +8,9 @@ import os
 import torch
 
 from moe_lab import routing
-
-from .api import run_sweep
-from .config import BACKENDS, KERNEL_MODES, MEASURED_STAGES
-from .recorded import TIMINGS, results_frame, write_csv
+from moe_lab.ep.api import run_sweep
+from moe_lab.ep.config import BACKENDS, KERNEL_MODES, MEASURED_STAGES
+from moe_lab.ep.recorded import TIMINGS, results_frame, write_csv
 
 
 def _names(text: str) -> list[str]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from moe_lab import backend, registry, routing, timing
+from moe_lab import backend, registry, routing
+from moe_lab.measure import timing
 
 BACKENDS = ("gloo", "nccl")
 FAIL_MODES = ("raise", "exit", "hang")

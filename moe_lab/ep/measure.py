@@ -8,7 +8,7 @@ Two all-gather measures, one column each:
 * ``allgather_stream_us``: the time of ``BACK_TO_BACK`` gathers in a row divided by their number,
   which spreads that skew over many gathers and comes closer to the link's own cost.
 
-Kernels are timed with the project's one timer, :func:`moe_lab.timing.time_us`: ``"eager"`` (whole
+Kernels are timed with the project's one timer, :func:`moe_lab.measure.timing.time_us`: ``"eager"`` (whole
 eager calls, CPU launch path included; the middle of three ``do_bench`` runs) or ``"graph"`` (replays
 of a captured call). Each measure is reported as its median with the 20th and 80th percentiles, in
 microseconds.
@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from moe_lab import registry, timing
+from moe_lab import registry
+from moe_lab.measure import timing
 
 WARMUP, WINDOWS, BACK_TO_BACK = 5, 50, 10
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from moe_lab.ep.recorded import latest
 from moe_lab.registry import STAGES
-
-from .recorded import latest
 
 
 def plot_imbalance(results):

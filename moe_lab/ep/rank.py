@@ -20,9 +20,8 @@ import torch
 import torch.distributed as dist
 
 from moe_lab import backend, registry, routing
-
-from .conservation import check_conservation
-from .measure import gather_into, measure
+from moe_lab.ep.conservation import check_conservation
+from moe_lab.ep.measure import gather_into, measure
 
 BACKSTOP_S = 15.0  # the ranks' own collective timeout = timeout_s + this: the parent fires first
 RETURN_IDS_MAX = 1 << 21  # gathered slots sent back to the caller (8 MiB of int32), else None

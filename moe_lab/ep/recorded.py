@@ -1,6 +1,6 @@
 """Recorded EP runs: writing a run with its provenance, and reading runs back checked.
 
-The schema of an EP CSV is :data:`moe_lab.records.EP` (columns, kinds, provenance), plus the
+The schema of an EP CSV is :data:`moe_lab.measure.records.EP` (columns, kinds, provenance), plus the
 columns of :data:`NEW_COLUMNS` where that schema does not have them yet: the kernel timing mode, the
 repeat, and the back-to-back all-gather measure. :data:`SCHEMA` is the union, used to write and read.
 One row per (batch, routing, rank, stage, repeat). Files recorded before a column existed are read
@@ -13,9 +13,9 @@ import datetime
 import math
 from pathlib import Path
 
-from moe_lab import records
+from moe_lab import paths
+from moe_lab.measure import records
 
-DATA_DIR = records.DATA_ROOT / "ep"
 """Where recorded NCCL runs live (one tidy CSV per run)."""
 
 NEW_COLUMNS = (
@@ -64,8 +64,8 @@ def results_frame(results):
     return pd.DataFrame(rows)
 
 
-def write_csv(frame, out_dir=DATA_DIR, *, run_id: str | None = None) -> Path:
-    """Add the provenance columns (:data:`moe_lab.records.PROVENANCE`; the card the ranks reported)
+def write_csv(frame, out_dir=None, *, run_id: str | None = None) -> Path:
+    """Add the provenance columns (:data:`moe_lab.measure.records.PROVENANCE`; the card the ranks reported)
     and write ``out_dir/ep_<backend>_ws<world>_<card>_<run_id>.csv``, checked against :data:`SCHEMA`;
     return its path."""
     run_id = run_id or datetime.datetime.now(datetime.timezone.utc).strftime("ep-%Y%m%d-%H%M%S")
@@ -79,20 +79,20 @@ def write_csv(frame, out_dir=DATA_DIR, *, run_id: str | None = None) -> Path:
             frame[name] = value
     card = records.slug(str(frame["card"].iloc[0]).lower())
     name = f"ep_{frame['backend'].iloc[0]}_ws{frame['world_size'].iloc[0]}_{card}_{run_id}.csv"
-    path = Path(out_dir) / name
+    path = Path(out_dir if out_dir is not None else paths.data("ep")) / name
     return records.write(frame, path, SCHEMA)
 
 
-def load_recorded(directory=DATA_DIR):
+def load_recorded(directory=None):
     """Every recorded NCCL run in ``directory`` as one checked DataFrame, or None when there is none.
 
     Each file is checked against :data:`SCHEMA` (columns, numbers, finite positive timings, ISO
-    dates) by :func:`moe_lab.records.load`; an error names the file and the row.
+    dates) by :func:`moe_lab.measure.records.load`; an error names the file and the row.
     """
     import pandas as pd
 
     frames = []
-    for path in sorted(Path(directory).glob("*.csv")):
+    for path in sorted(Path(directory if directory is not None else paths.data("ep")).glob("*.csv")):
         frame = records.load(path, SCHEMA)
         for name, value in DEFAULTS.items():
             if name not in frame:

@@ -20,8 +20,8 @@ from dataclasses import replace
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .config import Config
-from .rank import PHASES, rank_main
+from moe_lab.ep.config import Config
+from moe_lab.ep.rank import PHASES, rank_main
 
 
 class EPGroupError(RuntimeError):

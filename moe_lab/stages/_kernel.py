@@ -2,10 +2,10 @@
 
 Each stage module with a kernel of its own defines ``KERNEL = Kernel(...)`` next to the kernel:
 its launch rule (grid, block, warps, constexprs), the order of its runtime arguments, and what it
-writes to the counters with which memory order. The atomics model (:mod:`moe_lab.atomics`), the
-interpreter tracer (:mod:`moe_lab.tracer`) and the IR compiler (:mod:`moe_lab.ir`) read it through
-the registry, so none of them knows any stage by name. A stage that dispatches to others (``best``)
-defines ``choose(num_total, num_local) -> stage name`` instead.
+writes to the counters with which memory order. The atomics model (:mod:`moe_lab.inspection.atomics`),
+the interpreter tracer (:mod:`moe_lab.inspection.tracer`) and the IR compiler (:mod:`moe_lab.inspection.ir`)
+read it through the registry, so none of them knows any stage by name. A stage that dispatches to others
+(``best``) defines ``choose(num_total, num_local) -> stage name`` instead.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Kernel:
     the launch's compile-time arguments. ``args``: the runtime arguments in order, named from
     :data:`ARGUMENTS`. ``writes``/``sem``: what the counting does (:data:`WRITES`) and the memory order
     of its atomics (``""`` when it stores). ``check(num_local, stage)``/``check_topk(topk)``: refusals
-    run before a launch. ``ir_slots``: the input size whose compile :mod:`moe_lab.ir` shows.
+    run before a launch. ``ir_slots``: the input size whose compile :mod:`moe_lab.inspection.ir` shows.
     """
     fn: object
     grid: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_args, check_outputs
+from moe_lab.checks import check_args, check_outputs
 
 POISON: int | None = None
 """Test hook: when set, fresh outputs are filled with this value (never 0) so unwritten slots show."""

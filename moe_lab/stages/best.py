@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from . import block_histogram, decode, one_launch, relaxed
-from ._launch import prepare
+from moe_lab.stages import block_histogram, decode, one_launch, relaxed
+from moe_lab.stages._launch import prepare
 
 
 def choose(num_total: int, num_local: int) -> str:

@@ -32,8 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._kernel import PER_BIN, PERSISTENT, Kernel
-from ._launch import prepare
+from moe_lab.stages._kernel import PER_BIN, PERSISTENT, Kernel
+from moe_lab.stages._launch import prepare
 
 BLOCK = 8192
 NUM_WARPS = 8

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import triton
 
-from ._kernel import SINGLE, STORES, Kernel
-from ._launch import prepare
-from .block_histogram import block_histogram_kernel, check_bins, num_bins
+from moe_lab.stages._kernel import SINGLE, STORES, Kernel
+from moe_lab.stages._launch import prepare
+from moe_lab.stages.block_histogram import block_histogram_kernel, check_bins, num_bins
 
 MAX_SLOTS = 4096
 NUM_WARPS = 8

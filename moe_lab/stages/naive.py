@@ -13,8 +13,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._kernel import PER_SLOT, TOKENS, Kernel
-from ._launch import prepare
+from moe_lab.stages._kernel import PER_SLOT, TOKENS, Kernel
+from moe_lab.stages._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
 

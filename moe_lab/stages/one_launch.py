@@ -37,9 +37,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._kernel import PER_BIN_TICKET, PERSISTENT, Kernel
-from ._launch import prepare
-from .block_histogram import MAX_BINS, check_bins, num_bins, sm_count
+from moe_lab.stages._kernel import PER_BIN_TICKET, PERSISTENT, Kernel
+from moe_lab.stages._launch import prepare
+from moe_lab.stages.block_histogram import MAX_BINS, check_bins, num_bins, sm_count
 
 PROGRAMS_PER_SM = 4
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._kernel import PER_SLOT, TILES, Kernel
-from ._launch import prepare
-from .tl_full import block_size
+from moe_lab.stages._kernel import PER_SLOT, TILES, Kernel
+from moe_lab.stages._launch import prepare
+from moe_lab.stages.tl_full import block_size
 
 
 @triton.jit

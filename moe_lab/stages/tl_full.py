@@ -19,8 +19,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._kernel import PER_SLOT, TILES, Kernel
-from ._launch import prepare
+from moe_lab.stages._kernel import PER_SLOT, TILES, Kernel
+from moe_lab.stages._launch import prepare
 
 
 def block_size(topk: int) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_args
+from moe_lab.checks import check_args
 
 
 def run(topk_ids, start, num_local):

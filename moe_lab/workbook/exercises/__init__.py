@@ -1,0 +1,163 @@
+"""Exercise checkers for the notebooks: write a kernel in a cell, then ``check("<name>", kernel)``.
+
+    check("masked_block", my_kernel)      # a PASS/FAIL block: cases, first failure, a hint
+    check("masked_block", my_kernel, hint=2)   # ... plus the level-2 hint on failure
+    hint("masked_block", 1)               # a nudge; 2 more specific; 3 nearly the answer
+    example("masked_block")               # the spec's worked example: ids, start, num_local -> outputs
+    solution("masked_block")              # the shipped answer, only when asked
+    progress()                            # which exercises passed in this kernel session
+    predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=False); reveal("relaxed")
+    after_check("masked_block", ...)      # the shipped answer, once this session's check passed
+    after_prediction("relaxed", ...)      # what answers a prediction, once one is recorded
+    debug_kernel()                        # the debugging puzzle's planted-bug kernel (source)
+
+Each checker runs the learner's code on the adversarial inputs of :func:`moe_lab.verify.adversarial_cases`
+with poisoned outputs (a slot the kernel never wrote shows up), compares with the PyTorch reference and,
+at the first failure, reports the case, its input, the expected and actual values and a hint aimed at
+the classic mistake. It never raises for a learner's mistake: a compile error, a wrong signature, an
+endless loop, a ``SystemExit``, the student stub ("not done yet") all end in a FAIL block.
+
+Where it runs:
+
+* every kernel first runs in Triton's interpreter on CPU tensors, under an *address check*
+  (:mod:`.address`): each load, store, atomic (cas and xchg included) and histogram is compared with
+  the buffers the kernel was given, so a missing mask is reported even when the numbers come out
+  right, and a wild address is dropped instead of crashing Python; a time budget stops endless loops
+  (:mod:`.sandbox`);
+* with a GPU (``moe_lab.backend.has_gpu()``), every case then also runs compiled on the GPU, with the
+  same poison and guard zones; the report reads the same on both, so a notebook's stored output holds.
+
+Modules: :mod:`.catalogue` (the exercises, hints, answer marks), :mod:`.source` (stub, signature,
+helpers, host help), :mod:`.address`, :mod:`.sandbox`, :mod:`.launch` (one launch on one case),
+:mod:`.diagnose`, :mod:`.report` (:class:`CheckResult`), :mod:`.runners`, :mod:`.learn` (hints,
+examples, progress, predictions), :mod:`.answers` (the shipped answers).
+"""
+
+from __future__ import annotations
+
+from moe_lab import interp
+from moe_lab.workbook.exercises import learn, sandbox
+from moe_lab.workbook.exercises.address import GUARD
+from moe_lab.workbook.exercises.catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
+from moe_lab.workbook.exercises.diagnose import error_line
+from moe_lab.workbook.exercises.learn import example, hint, predict, progress, reveal, solution
+from moe_lab.workbook.exercises.report import CheckResult, collecting, say, say_level
+from moe_lab.workbook.exercises.reveal import after_check, after_prediction
+from moe_lab.workbook.exercises.runners import CASE_GROUPS, check_block_size, check_kernel
+from moe_lab.workbook.exercises.source import (
+    host_help,
+    is_stub,
+    not_a_kernel,
+    python_helpers,
+    signature_problem,
+)
+
+
+def check(name: str, obj, *, hint: int = 0) -> CheckResult:
+    """Run exercise ``name`` on ``obj`` (the learner's kernel, or function for ``block_size``).
+
+    Returns a :class:`CheckResult`: truthy when every case passes, shown as one PASS/FAIL block. With
+    ``hint=1..3`` a failure also shows that level of hint. Raises only for an unknown ``name`` or a bad
+    ``hint`` level (a ValueError saying what to pass).
+    """
+    ex = exercise(name)
+    if isinstance(hint, bool) or not isinstance(hint, int) or not 0 <= hint <= 3:
+        raise ValueError(f"hint must be 0 (none) or a level 1, 2 or 3, got {hint!r}")
+    with collecting() as lines:
+        status = _run(ex, obj, hint)
+    passed = status == "PASS"
+    if status != "NOT DONE":
+        learn.PASSED[name] = passed
+    result = CheckResult(name, passed, lines, status)
+    if passed and name in learn.PREDICTIONS_MADE:
+        result.lines += ["", str(learn.reveal(name))]
+    return result
+
+
+def _run(ex: Exercise, obj, level: int) -> str:
+    name = ex.name
+    if is_stub(obj):
+        say(f"{name}: not done yet: {ex.todo}.")
+        return "NOT DONE"
+    if ex.runner:
+        return _run_own(ex, obj, level)
+    if not ex.is_kernel:
+        return "PASS" if check_block_size(ex, obj, level) else "FAIL"
+    problem = not_a_kernel(obj)
+    if problem:
+        say(f"{name}: {problem}")
+        return "FAIL"
+    refusals = []
+    wrong = signature_problem(ex, obj)
+    if wrong:
+        refusals.append(("signature", f"parameters: {wrong}; expected {ex.signature}"))
+    helpers = python_helpers(obj)
+    if helpers:
+        refusals.append(("python_helper", f"calls plain Python function(s) {', '.join(helpers)}, which "
+                                          f"cannot compile for a GPU"))
+    host = host_help(obj)
+    if host:
+        refusals.append(("host_help", f"the kernel carries {host}"))
+    if refusals:
+        say(f"{name}: read before running")
+        say("  FAIL  the kernel as given (not run)")
+        for _key, detail in refusals:
+            say(f"    found: {detail}")
+        for key, _ in refusals:
+            say(f"  hint: {ex.hint(key)}")
+        if level:
+            say_level(ex, level)
+        return "FAIL"
+    return "PASS" if check_kernel(ex, obj, level) else "FAIL"
+
+
+def _run_own(ex: Exercise, obj, level: int) -> str:
+    """An exercise with its own checker (``Exercise.runner``): the common refusals, then its runner."""
+    import importlib
+
+    if interp.is_kernel(obj) or ex.params:
+        problem = not_a_kernel(obj) if ex.params else ""
+        wrong = signature_problem(ex, obj) if ex.params and not problem else ""
+        helpers = python_helpers(obj) if interp.is_kernel(obj) else []
+        host = host_help(obj)
+        found = [d for d in (problem, wrong and f"parameters: {wrong}; expected {ex.signature}",
+                             helpers and f"calls plain Python function(s) {', '.join(helpers)}",
+                             host and f"the kernel carries {host}") if d]
+        if found:
+            say(f"{ex.name}: read before running")
+            say("  FAIL  the kernel as given (not run)")
+            for detail in found:
+                say(f"    found: {detail}")
+            return "FAIL"
+    module, _, function = ex.runner.partition(":")
+    runner = getattr(importlib.import_module(module), function)
+    try:
+        ok = sandbox.call(runner, ex, obj, level, budget_s=6 * sandbox.BUDGET_S)
+    except sandbox.OutOfTime:
+        say(f"  FAIL  did not finish: check your loop bounds ({sandbox.BUDGET_S:g} s budget)")
+        return "FAIL"
+    except Exception as err:
+        say(f"  FAIL  raised {error_line(err)}")
+        return "FAIL"
+    return "PASS" if ok else "FAIL"
+
+
+def debug_kernel():
+    """The debugging puzzle's kernel, as source to copy into a cell (``buggy_kernel()`` runs it)."""
+    from moe_lab.workbook.exercises.answers import DEBUG_SOURCE
+    from moe_lab.workbook.show import Code
+
+    return Code(DEBUG_SOURCE.rstrip("\n"), "python", "the debugging puzzle: find the bug by printing")
+
+
+def buggy_kernel():
+    """The debugging puzzle's kernel, ready to launch (in the interpreter: ``print`` works inside)."""
+    from moe_lab.workbook.exercises.answers import buggy_kernel as make
+
+    return make()
+
+
+__all__ = ["check", "hint", "solution", "progress", "example", "predict", "reveal", "after_check",
+           "after_prediction", "debug_kernel",
+           "buggy_kernel", "CheckResult", "EXERCISES", "HINTS", "Exercise", "MARKER", "CASE_GROUPS",
+           "GUARD"]

@@ -1,0 +1,249 @@
+"""The address check: every memory operation of a learner's kernel, compared with the buffers it was given.
+
+While a kernel runs in Triton's interpreter, each load, store, atomic (add, xchg, cas and the rest) and
+histogram goes through a hook (:func:`moe_lab.inspection.hooks.hooked`). The hook records what went out of
+bounds and drops lanes that point nowhere near any buffer, so a wild address is reported instead of
+crashing Python. It also records how the counters were touched (a load of a counter, an atomic that is
+not an add, the memory order of each atomic, which program stored them), which the diagnosis turns
+into "use an atomic" or "keep the ticket acq_rel". Programs can be run in a chosen order
+(``order=``), so a kernel that assumes the highest program id runs last is caught.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from moe_lab.inspection import hooks
+
+GUARD = 1024
+"""Elements of guard zone before and after every buffer handed to a learner's kernel."""
+
+
+@dataclass
+class Buffer:
+    name: str
+    tensor: torch.Tensor  # the view handed to the kernel
+    writable: bool
+
+    def __post_init__(self):
+        self.base = self.tensor.data_ptr()
+        self.esize = self.tensor.element_size()
+        self.n = self.tensor.numel()
+
+    def index(self, addrs: np.ndarray) -> np.ndarray:
+        return (addrs.astype(np.int64) - self.base) // self.esize
+
+    def valid(self, addrs):
+        i = self.index(addrs)
+        return (i >= 0) & (i < self.n)
+
+    def guarded(self, addrs):
+        i = self.index(addrs)
+        return (i >= -GUARD) & (i < self.n + GUARD)
+
+
+@dataclass
+class Event:
+    kind: str  # "load", "store", "atomic", "histogram"
+    buffer: str
+    seen: dict = field(default_factory=dict)  # element index (or histogram value) -> value written
+    wild: bool = False
+
+    @property
+    def indices(self) -> list[int]:
+        return sorted(self.seen)
+
+
+def _name(enum_value) -> str:
+    """``MEM_SEMANTIC.RELAXED`` / ``ATOMIC_OP.XCHG`` -> ``relaxed`` / ``xchg``, whatever the release."""
+    text = (getattr(enum_value, "name", None) or str(enum_value)).split(".")[-1].lower()
+    return {"acquire_release": "acq_rel", "acquire": "acquire", "release": "release"}.get(text, text)
+
+
+@dataclass
+class Usage:
+    """How the kernel touched the counters and the scratch (in-bounds accesses only)."""
+
+    counts_loaded: bool = False
+    counts_stored_by: set = field(default_factory=set)  # program ids that stored into expert_count
+    counts_atomic_ops: set = field(default_factory=set)  # "add", "xchg", "cas", ...
+    counts_add_sems: set = field(default_factory=set)
+    scratch_loaded: bool = False
+    ticket_sems: set = field(default_factory=set)
+    last_program: int | None = None  # the program that ran last
+
+
+class AddressCheck:
+    """Watches the interpreter's memory operations for one launch; records what went out of bounds."""
+
+    def __init__(self, buffers: list[Buffer], order: list[int] | None = None):
+        self.buffers = buffers
+        self.by_name = {b.name: b for b in buffers}
+        self.events: list[Event] = []
+        self.usage = Usage()
+        self.order = order
+        self._sink = torch.zeros(64, dtype=torch.int64)  # where a dropped cas lane points instead
+
+    def _record(self, kind, name, idx, vals=(), wild=False):
+        for ev in self.events:
+            if ev.kind == kind and ev.buffer == name:
+                break
+        else:
+            ev = Event(kind, name)
+            self.events.append(ev)
+        vals = list(vals)
+        for j, i in enumerate(np.asarray(idx).reshape(-1).tolist()):
+            if len(ev.seen) < 4096 and i not in ev.seen:
+                ev.seen[i] = vals[j] if j < len(vals) else None
+        ev.wild = ev.wild or wild
+
+    def _filter(self, kind, addrs, mask, vals=None, *, writes):
+        """Check every active lane; return the mask with wild lanes (outside every guard zone) off."""
+        addrs = np.asarray(addrs)
+        active = np.broadcast_to(np.asarray(mask, dtype=bool), addrs.shape).copy()
+        if vals is not None:
+            vals = np.broadcast_to(np.asarray(vals), addrs.shape)
+        unclaimed = active.copy()
+        for buf in self.buffers:
+            inside = unclaimed & buf.valid(addrs)
+            if writes and not buf.writable and inside.any():
+                self._record("store", buf.name, buf.index(addrs[inside]))
+            unclaimed &= ~inside
+        if not unclaimed.any():
+            return active
+        for buf in self.buffers:
+            near = unclaimed & buf.guarded(addrs)
+            if near.any():
+                self._record(kind, buf.name, buf.index(addrs[near]),
+                             vals[near].tolist() if vals is not None else ())
+                unclaimed &= ~near
+        if unclaimed.any():  # nowhere near any buffer: record against the nearest one, drop the lanes
+            # a wild write is blamed on the nearest output: where the allocator put the input is luck,
+            # and a write meant for topk_ids lands in or next to it (caught above)
+            candidates = [buf for buf in self.buffers if buf.writable or not writes]
+            distance = np.stack([np.abs(np.clip(buf.index(addrs), -1, buf.n) - buf.index(addrs))
+                                 for buf in candidates])
+            nearest = distance.argmin(axis=0)
+            for k, buf in enumerate(candidates):
+                lanes = unclaimed & (nearest == k)
+                if lanes.any():
+                    self._record(kind, buf.name, buf.index(addrs[lanes]),
+                                 vals[lanes].tolist() if vals is not None else (), wild=True)
+            active &= ~unclaimed
+        return active
+
+    def _hits(self, name, addrs, keep):
+        buf = self.by_name.get(name)
+        if buf is None:
+            return np.zeros(np.shape(addrs), dtype=bool)
+        return keep & buf.valid(np.asarray(addrs))
+
+    def _note_atomic(self, op: str, addrs, keep, sem) -> None:
+        if self._hits("expert_count", addrs, keep).any():
+            self.usage.counts_atomic_ops.add(op)
+            if op == "add":
+                self.usage.counts_add_sems.add(_name(sem))
+        scratch = self.by_name.get("scratch")
+        if scratch is not None:
+            ticket = keep & (scratch.index(np.asarray(addrs)) == scratch.n - 1)
+            if ticket.any() and op == "add":
+                self.usage.ticket_sems.add(_name(sem))
+
+    @contextlib.contextmanager
+    def installed(self):
+        b = hooks.builder()
+        Handle = hooks.handle
+
+        def load(*args, **kwargs):
+            call = hooks.BuilderCall("create_masked_load", args, kwargs)
+            mask = call["mask"]
+            keep = self._filter("load", call["ptr"].data, mask.data, writes=False)
+            if self._hits("expert_count", call["ptr"].data, keep).any():
+                self.usage.counts_loaded = True
+            if self._hits("scratch", call["ptr"].data, keep).any():
+                self.usage.scratch_loaded = True
+            call["mask"] = Handle(keep, mask.dtype)
+            return call.forward(hooks.original("create_masked_load"))
+
+        def store(*args, **kwargs):
+            call = hooks.BuilderCall("create_masked_store", args, kwargs)
+            ptrs, mask = call["ptr"], call["mask"]
+            keep = self._filter("store", ptrs.data, mask.data, call["value"].data, writes=True)
+            if self._hits("expert_count", ptrs.data, keep).any():
+                self.usage.counts_stored_by.add(int(b.grid_idx[0]))
+            call["mask"] = Handle(keep, mask.dtype)
+            return call.forward(hooks.original("create_masked_store"))
+
+        def atomic(*args, **kwargs):
+            call = hooks.BuilderCall("create_atomic_rmw", args, kwargs)
+            mask = call["mask"]
+            keep = self._filter("atomic", call["ptr"].data, mask.data, call["value"].data, writes=True)
+            self._note_atomic(_name(call["op"]), call["ptr"].data, keep, call["sem"])
+            call["mask"] = Handle(keep, mask.dtype)
+            return call.forward(hooks.original("create_atomic_rmw"))
+
+        def cas(*args, **kwargs):
+            call = hooks.BuilderCall("create_atomic_cas", args, kwargs)
+            ptr = call["ptr"]
+            addrs = np.asarray(ptr.data)
+            keep = self._filter("atomic", addrs, np.ones(addrs.shape, dtype=bool), call["value"].data,
+                                writes=True)
+            self._note_atomic("cas", addrs, keep, call["sem"])
+            if not keep.all():  # cas has no mask: point the dropped lanes at a harmless sink instead
+                safe = np.where(keep, addrs, np.uint64(self._sink.data_ptr())).astype(addrs.dtype)
+                call["ptr"] = Handle(safe, ptr.dtype)
+            return call.forward(hooks.original("create_atomic_cas"))
+
+        def histogram(*args, **kwargs):
+            call = hooks.BuilderCall("create_histogram", args, kwargs)
+            data, bins, mask = call["data"], call["bins"], call["mask"]
+            values = np.asarray(data.data).astype(np.int64)
+            on = (np.ones(values.shape, dtype=bool) if mask is None
+                  else np.broadcast_to(np.asarray(mask.data, dtype=bool), values.shape))
+            outside = on & ((values < 0) | (values >= bins))
+            if outside.any():  # "unmasked": no mask= at all; "masked": wrong values under the mask
+                self._record("histogram", "unmasked" if mask is None else "masked",
+                             sorted(set(values[outside].tolist()))[:8])
+            # out-of-range values land where Triton's AMD backend (and older NVIDIA builds) put
+            # them: the low bits pick the bin, so -1 goes to the last one
+            picked = values[on]
+            picked = np.where((picked >= 0) & (picked < bins), picked, picked & (bins - 1))
+            hist = np.bincount(picked, minlength=bins)[:bins].astype(np.int32)
+            return Handle(hist)
+
+        def refused(method):
+            def hook(*args, **kwargs):
+                self._record("unsupported", method, [0])
+                raise UnsupportedMemory(method)
+            return hook
+
+        def set_grid_idx(x, y, z):
+            if self.order is not None:
+                x = self.order[x]  # run the programs in the chosen order
+            self.usage.last_program = x
+            return type(b).set_grid_idx(b, x, y, z)
+
+        watchers = dict(create_masked_load=load, create_masked_store=store, create_atomic_rmw=atomic,
+                        create_atomic_cas=cas, create_histogram=histogram, set_grid_idx=set_grid_idx)
+        for method in ("create_descriptor_load", "create_descriptor_store", "create_descriptor_gather",
+                       "create_descriptor_scatter", "create_make_block_ptr", "create_tensor_pointer_load",
+                       "create_tensor_pointer_store", "create_make_tensor_descriptor"):
+            if hasattr(type(b), method):
+                watchers[method] = refused(method)
+        with hooks.hooked(**watchers):
+            yield self
+
+
+class UnsupportedMemory(Exception):
+    """The kernel used a memory operation the address check cannot follow."""
+
+    def __init__(self, method: str):
+        super().__init__(f"{method} is not supported by the checker")
+        self.method = method
+
+
+__all__ = ["GUARD", "Buffer", "Event", "Usage", "AddressCheck", "UnsupportedMemory"]

@@ -1,0 +1,145 @@
+"""The check's report: lines collected while a check runs, then one PASS/FAIL block (:class:`CheckResult`).
+
+The text is deterministic (no timings, no addresses), so a notebook cell that ends with a check can be
+output-checked; in Jupyter the same text shows as one coloured block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import html
+
+import torch
+
+from moe_lab import verify
+from moe_lab.workbook.exercises.catalogue import Exercise
+from moe_lab.workbook.exercises.diagnose import diagnose
+from moe_lab.workbook.exercises.launch import Run
+
+_LINES: contextvars.ContextVar[list | None] = contextvars.ContextVar("moe_lab_check_lines", default=None)
+
+
+def say(text: str = "") -> None:
+    """Add a line to the report of the check that is running (printed when none is)."""
+    lines = _LINES.get()
+    if lines is None:
+        print(text)
+    else:
+        lines.extend(str(text).split("\n"))
+
+
+@contextlib.contextmanager
+def collecting():
+    lines: list[str] = []
+    token = _LINES.set(lines)
+    try:
+        yield lines
+    finally:
+        _LINES.reset(token)
+
+
+class CheckResult:
+    """What ``check`` found: truthy when every case passed; shows as one PASS/FAIL block.
+
+    ``passed`` (bool), ``name`` (the exercise), ``status`` ("PASS", "FAIL" or "NOT DONE"), ``lines``
+    (the report) and ``text`` (the report as one string).
+    """
+
+    def __init__(self, name: str, passed: bool, lines: list[str], status: str | None = None):
+        self.name = name
+        self.passed = bool(passed)
+        self.status = status or ("PASS" if passed else "FAIL")
+        self.lines = list(lines)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __eq__(self, other):
+        if isinstance(other, bool):
+            return self.passed is other
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"{self.status}  {self.name}\n{self.text}"
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def _repr_html_(self) -> str:
+        colour = {"PASS": "#1a7f37", "FAIL": "#cf222e"}.get(self.status, "#9a6700")
+        return (f'<div style="border-left:6px solid {colour};padding:4px 10px;margin:2px 0">'
+                f'<b style="color:{colour}">{self.status}</b> <code>{html.escape(self.name)}</code>'
+                f'<pre style="margin:4px 0 0 0;white-space:pre-wrap">{html.escape(self.text)}</pre></div>')
+
+
+def fmt(v: int) -> str:
+    return "POISON" if v == verify.POISON else str(v)
+
+
+def row(t: torch.Tensor) -> str:
+    return "[" + ", ".join(fmt(v) for v in t.tolist()) + "]"
+
+
+def report_failure(ex: Exercise, run: Run, kernel_where: str, hint_level: int = 0) -> None:
+    case = run.case
+    ids = case.topk_ids.cpu()
+    label = f" ({run.label})" if run.label else ""
+    say(f"  first failing case: {case.name!r}{label}{kernel_where}")
+    if case.why:
+        say(f"    why this case: {case.why}")
+    say(f"    input: topk_ids {str(ids.dtype).replace('torch.', '')} {list(ids.shape)}, "
+        f"start={case.start}, num_local={case.num_local}")
+    if 0 < ids.numel() <= 40:
+        say(f"      topk_ids = [{', '.join(row(r) for r in ids)}]")
+    problems = diagnose(ex, run)
+    if run.error is None:
+        got, want = run.adjusted, run.want_adjusted
+        if not torch.equal(got, want):
+            bad = (got != want).nonzero()
+            t, k = bad[0].tolist()
+            say(f"    adjusted: {len(bad)} slot(s) wrong; first at [{t}, {k}]: input id "
+                f"{ids[t, k].item()}, expected {want[t, k].item()}, got {fmt(got[t, k].item())}")
+            for name, values in (("topk_ids", ids), ("expected", want), ("got     ", got)):
+                say(f"      {name}[{t}] = {row(values[t])}")
+        else:
+            say("    adjusted: correct")
+        gc, wc = run.counts, run.want_counts
+        if not torch.equal(gc, wc):
+            if case.num_local <= 32:
+                say(f"    expert_count expected {row(wc)}")
+                say(f"    expert_count got      {row(gc)}")
+            else:
+                diff = (gc != wc).nonzero().flatten().tolist()
+                shown = ", ".join(f"[{e}] expected {wc[e].item()} got {fmt(gc[e].item())}" for e in diff[:5])
+                more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
+                say(f"    expert_count wrong at {shown}{more}")
+        else:
+            say("    expert_count: correct")
+    if run.printed:
+        say(f"    (the kernel printed {run.printed} line(s), held back here)")
+    for _key, detail in problems:
+        if detail:
+            say(f"    found: {detail}")
+    hints = []
+    for key, _ in problems:
+        if ex.hint(key) not in hints:
+            hints.append(ex.hint(key))
+    for text in hints:
+        say(f"  hint: {text}")
+    if hint_level:
+        say_level(ex, hint_level)
+
+
+def say_level(ex: Exercise, level: int) -> None:
+    level = max(1, min(3, int(level)))
+    say(f"  hint (level {level}): {ex.levels[level - 1]}")
+
+
+__all__ = ["say", "collecting", "CheckResult", "fmt", "row", "report_failure", "say_level"]

@@ -1,0 +1,180 @@
+"""The ways in stay in step: pyproject.toml, environment.yml, the Makefile, CI and the README.
+
+Nothing can be installed from conda channels on the build machines, so environment.yml is kept
+honest by this test rather than by hand: it must ask for the same packages, with the same minimum
+versions, as pyproject.toml's dependencies plus the ``lab`` and ``dev`` extras (conda calls torch
+``pytorch``). The kernel library itself installs with torch, triton and numpy alone; a test imports
+it with every workbook package blocked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+REPO = Path(__file__).resolve().parents[2]
+CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name where they differ
+
+
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def requirements_by_name(specs) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        req = Requirement(spec)
+        name = canonicalize_name(CONDA_NAMES.get(req.name, req.name))
+        assert name not in out, f"{name} listed twice"
+        out[name] = str(req.specifier)
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    wanted = requirements_by_name(project["dependencies"] + extras["lab"] + extras["dev"])
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    conda, pip = [], []
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            pip += entry.get("pip", [])
+        else:
+            conda.append(entry)
+    if pip:  # conda installs the pip: section with conda's pip, which must come first
+        deps = env["dependencies"]
+        section = next(i for i, e in enumerate(deps) if isinstance(e, dict))
+        assert "pip" in deps[:section], "list pip before the pip: section"
+    python = [c for c in conda if Requirement(c).name == "python"]
+    assert python == [f"python{project['requires-python']}"], "python version differs from requires-python"
+    got = requirements_by_name([c for c in conda if Requirement(c).name not in ("python", "pip")] + pip)
+    missing = sorted(set(wanted) - set(got))
+    extra = sorted(set(got) - set(wanted))
+    assert not missing and not extra, f"environment.yml lacks {missing}, has extra {extra}"
+    differ = {n: (wanted[n], got[n]) for n in wanted if wanted[n] != got[n]}
+    assert not differ, f"version bounds differ (pyproject, environment.yml): {differ}"
+
+
+def test_pyproject_declares_the_test_markers():
+    options = pyproject()["tool"]["pytest"]["ini_options"]
+    markers = {m.split(":")[0].strip() for m in options["markers"]}
+    assert {"gpu", "browser"} <= markers
+
+
+def makefile_targets() -> dict[str, list[str]]:
+    """target -> recipe lines, from a plain reading of the Makefile."""
+    targets, current = {}, None
+    for line in (REPO / "Makefile").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", line)
+        if match:
+            current = match.group(1)
+            targets.setdefault(current, [])
+        elif line.startswith("\t") and current:
+            targets[current].append(line.strip())
+        elif line and not line.startswith("#"):
+            current = None
+    return targets
+
+
+def test_makefile_has_lab_and_test():
+    targets = makefile_targets()
+    assert "lab" in targets and "test" in targets
+    assert any("jupyter lab" in line for line in targets["lab"]), targets["lab"]
+    assert any("-m pytest" in line for line in targets["test"]), targets["test"]
+    phony = re.search(r"^\.PHONY:(.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
+    assert "lab" in phony and "test" in phony
+
+
+def test_ci_runs_make_test():
+    script = REPO / ".ci" / "run"
+    lines = [line.strip() for line in script.read_text().splitlines()]
+    assert lines[0].startswith("#!"), ".ci/run needs a shebang"
+    assert "make test" in [line for line in lines if not line.startswith("#")]
+    assert os.access(script, os.X_OK), ".ci/run must be executable"
+
+
+def test_readme_starts_with_make_lab_and_make_test():
+    readme = (REPO / "README.md").read_text()
+    first_block = re.search(r"```[^\n]*\n(.*?)```", readme, re.S)
+    assert first_block, "README.md has no code block"
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert "make lab" in commands and "make test" in commands, first_block.group(1)
+
+
+def test_readme_testing_section_mentions_the_commands():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Testing", 1)[1].split("\n## ", 1)[0]
+    for command in ("make test", "-m gpu", "pytest"):
+        assert command in section, f"the Testing section should show `{command}`"
+
+
+WORKBOOK_PACKAGES = ("jupyterlab", "notebook", "ipywidgets", "IPython", "matplotlib", "pandas", "tqdm")
+
+
+def test_library_needs_only_torch_triton_numpy():
+    deps = {Requirement(spec).name for spec in pyproject()["project"]["dependencies"]}
+    assert deps == {"torch", "triton", "numpy"}, deps
+    lab = {Requirement(spec).name for spec in pyproject()["project"]["optional-dependencies"]["lab"]}
+    assert {"jupyterlab", "ipywidgets", "matplotlib", "pandas"} <= lab
+
+
+def test_library_runs_with_workbook_packages_blocked():
+    """The drop-in, every stage and the checks import and run with no notebook stack installed."""
+    blocked = ", ".join(repr(name) for name in WORKBOOK_PACKAGES)
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ({blocked}):
+            raise ImportError(f"{{name}} is blocked: the library must not need it")
+sys.meta_path.insert(0, Block())
+import torch, moe_lab
+from moe_lab import routing, verify
+ids = routing.uniform(64, 32, 6, seed=1).to(moe_lab.backend.device())
+want = verify.reference(ids, 8, 8)
+for name in moe_lab.STAGES:
+    if name == "row_loop":
+        continue  # refuses topk 6 by design
+    got = moe_lab.recombine(ids, 8, 8, stage=name)
+    assert all(torch.equal(a, b) for a, b in zip(got, want)), name
+got = moe_lab.recompute_topk_ids_sum_expert_count(ids, 8, 8)
+assert all(torch.equal(a, b) for a, b in zip(got, want))
+print("ok")
+"""
+    env = dict(os.environ, MOE_LAB_QUIET="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_readme_is_short_and_links_every_doc():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) <= 8 * 1024, \
+        "README.md is the pitch and the quick start: move details to docs/"
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        assert f"(docs/{doc.name})" in readme, f"README.md does not link docs/{doc.name}"
+
+
+@pytest.mark.parametrize("page", ["README.md", "notebooks/README.md", "data/README.md",
+                                  *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))])
+def test_relative_links_resolve(page):
+    path = REPO / page
+    # code blocks and inline code are not links
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", path.read_text(), flags=re.S))
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        assert (path.parent / target).exists(), f"{page} links {target}, which does not exist"

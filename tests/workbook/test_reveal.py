@@ -1,0 +1,64 @@
+"""What answers an exercise waits for its check to pass (or for solution()); what answers a prediction
+waits for the prediction."""
+
+from __future__ import annotations
+
+import pytest
+
+from moe_lab.workbook import exercises
+from moe_lab.workbook.exercises import learn, reveal
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(monkeypatch):
+    monkeypatch.setattr(learn, "PASSED", {})
+    monkeypatch.setattr(learn, "PREDICTIONS_MADE", {})
+
+
+@pytest.fixture
+def walkthroughs(tmp_path, monkeypatch):
+    monkeypatch.setattr(reveal, "WALKTHROUGHS", tmp_path)
+    (tmp_path / "masked_block.md").write_text(
+        "### The shipped version\n\nThe library's `tl_full` stage:\n\n"
+        "{{source moe_lab.stages.tl_full:tl_full_kernel}}\n\n"
+        "Why `other=-1`: padded lanes look like padding.\n")
+    return tmp_path
+
+
+def test_nothing_is_shown_before_the_check_passes(walkthroughs):
+    ran = []
+    shown = exercises.after_check("masked_block", lambda: ran.append(1) or "table")
+    assert 'once check("masked_block", ...) passes' in repr(shown)
+    assert 'solution("masked_block")' in repr(shown)
+    assert "tl_full_kernel" not in repr(shown) and not ran  # not even computed
+    learn.PASSED["masked_block"] = False  # a failed check reveals nothing either
+    assert "tl_full_kernel" not in repr(exercises.after_check("masked_block"))
+
+
+def test_a_passed_check_shows_the_walkthrough_then_the_rest(walkthroughs):
+    learn.PASSED["masked_block"] = True
+    shown = exercises.after_check("masked_block", lambda: "the table")
+    text = repr(shown)
+    order = [text.index(part) for part in ("### The shipped version", "def tl_full_kernel", "Why `other=-1`")]
+    assert order == sorted(order)
+    assert text.endswith("'the table'")
+    assert "tl_full_kernel" in shown._repr_html_()
+
+
+def test_solution_shows_the_answer_and_walkthrough_when_asked(walkthroughs):
+    text = repr(exercises.solution("masked_block"))
+    assert "def tl_full_kernel" in text and "Why `other=-1`" in text
+
+
+def test_a_prediction_gates_what_answers_it():
+    assert "record one first" in repr(exercises.after_prediction("relaxed", lambda: 1 / 0))
+    exercises.predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=False)
+    shown = exercises.after_prediction("relaxed", lambda: "answer")
+    assert shown._repr_html_() == "<pre>&#x27;answer&#x27;</pre>"
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="name must be one of"):
+        exercises.after_check("no_such_exercise")
+    with pytest.raises(ValueError, match="asks for a prediction"):
+        exercises.after_prediction("masked_block")
