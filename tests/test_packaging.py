@@ -122,7 +122,22 @@ def test_readme_testing_section_mentions_the_commands():
         assert command in section, f"the Testing section should show `{command}`"
 
 
-WORKBOOK_PACKAGES = ("jupyterlab", "notebook", "ipywidgets", "IPython", "matplotlib", "pandas", "tqdm")
+WORKBOOK_PACKAGES = ("jupyterlab", "notebook", "ipywidgets", "IPython", "matplotlib", "pandas", "tqdm",
+                     "nbformat", "nbclient", "nbconvert", "nbval", "ipykernel", "jupyter_client",
+                     "jupyter_core", "playwright")
+"""The ``lab`` extra and the notebook tools of ``dev``, by import name: what a GPU box may lack."""
+
+
+def blocking(names) -> str:
+    """Python source that makes importing any of ``names`` fail as if it were not installed."""
+    return f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {tuple(names)!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+sys.meta_path.insert(0, Block())
+"""
 
 
 def test_library_needs_only_torch_triton_numpy():
@@ -134,14 +149,7 @@ def test_library_needs_only_torch_triton_numpy():
 
 def test_library_runs_with_workbook_packages_blocked():
     """The drop-in, every stage and the checks import and run with no notebook stack installed."""
-    blocked = ", ".join(repr(name) for name in WORKBOOK_PACKAGES)
-    code = f"""
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ({blocked}):
-            raise ImportError(f"{{name}} is blocked: the library must not need it")
-sys.meta_path.insert(0, Block())
+    code = blocking(WORKBOOK_PACKAGES) + """
 import torch, moe_lab
 from moe_lab import routing, verify
 ids = routing.uniform(64, 32, 6, seed=1).to(moe_lab.backend.device())
@@ -158,6 +166,28 @@ print("ok")
     env = dict(os.environ, MOE_LAB_QUIET="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_tests_collect_with_workbook_packages_blocked():
+    """With the library and the test tools only (a GPU box, say), ``pytest tests`` still collects: each
+    module that needs a workbook package is skipped naming it, and the library's own modules collect."""
+    code = blocking(WORKBOOK_PACKAGES) + "import pytest\nsys.exit(pytest.main(sys.argv[1:]))\n"
+    # -p no:nbval: nbval is blocked too, so its plugin is not there (its options in addopts must not fail)
+    args = ["--collect-only", "-q", "-rs", "-p", "no:nbval", "tests"]
+    env = dict(os.environ, MOE_LAB_QUIET="1")
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=300)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "error" not in out.stdout.strip().splitlines()[-1], out.stdout[-3000:]
+    skipped = dict(re.findall(r"SKIPPED \[\d+\] \S+: (test_\w+\.py) needs (\w+), a workbook package",
+                              out.stdout))
+    assert set(skipped.values()) <= set(WORKBOOK_PACKAGES), skipped
+    assert {"test_student.py", "test_book.py", "test_answers_hidden.py", "test_generators_safe.py",
+            "test_widgets.py"} <= set(skipped), skipped
+    collected = {Path(line.split("::")[0]).name for line in out.stdout.splitlines() if "::" in line}
+    assert {"test_stages.py", "test_inputs.py", "test_reliability.py", "test_backend.py",
+            "test_exercises.py", "test_packaging.py"} <= collected, sorted(collected)
+    assert not collected & set(skipped), collected & set(skipped)
 
 
 def test_readme_is_short_and_links_every_doc():
