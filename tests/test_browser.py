@@ -26,6 +26,7 @@ first runs ``tools/browser-deps.sh``, which installs Chromium with apt where it 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -390,10 +391,11 @@ def check_explorers(page, shot, stem) -> int:
 
 
 def make_lab_args() -> list[str]:
-    """The arguments ``make lab`` gives ``jupyter lab`` (the Makefile's ``LAB_ARGS``)."""
-    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
-    line = next(ln for ln in text.splitlines() if ln.startswith("LAB_ARGS :="))
-    return line.split(":=", 1)[1].replace("$(CURDIR)", str(ROOT)).split()
+    """The arguments ``make lab`` gives ``jupyter lab`` (``tools/lab.py``'s ``lab_args``)."""
+    spec = importlib.util.spec_from_file_location("lab_tool", ROOT / "tools" / "lab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lab_args()
 
 
 def test_make_lab_lands_in_the_tour_without_a_news_pop_up(tmp_path):
