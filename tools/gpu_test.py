@@ -14,8 +14,9 @@ Runs with the machine's own Python (``python3``, whose CUDA torch and Triton are
 5. stress: the stress tool's short mode (``--trials 50 --rounds 1``).
 
 Logs go to ``OUT/<step>.log``, the stress CSVs to ``OUT/stress/``; ``OUT/summary.txt`` holds the table
-printed last. Exits 1 if any step failed. ``--quick`` is a smoke run of about two minutes: two GPU tests,
-notebook 00, no stress.
+printed last. Exits 1 if any step failed. ``--quick`` is a smoke run (about 30 s on an H200): the GPU
+tests of two kinds (CUDA input refused by the interpreter, ``best`` in a CUDA graph), notebook 00, no
+stress.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--wheels", default=str(ROOT / ".whl"), help="folder of wheels (make gpu-wheels)")
     parser.add_argument("--site", default="/tmp/moe-lab-site", help="where the missing wheels are installed")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: two GPU tests, notebook 00, no stress")
+                        help="smoke run: two kinds of GPU test, notebook 00, no stress")
     parser.add_argument("--tests", default="tests", help="pytest arguments for the GPU tests, one string "
                         "(default: tests)")
     parser.add_argument("--notebooks", default=None, help="comma list of notebook numbers (default: all)")
