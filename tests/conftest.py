@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +101,15 @@ def device() -> torch.device:
 def replay(seed) -> str:
     """Text for failure messages: which seed failed and how to run the same inputs again."""
     return f"seed={seed} (rerun this input with MOE_LAB_TEST_SEED={SESSION_SEED})"
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool("lab")``: the script ``tools/lab.py`` as a module (tools/ is no package)."""
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import pytest
 from packaging.requirements import Requirement
 
-TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "gpu_test.py"
-
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("gpu_test_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("gpu_test")
 
 
 def test_quick_is_a_smoke_run_and_the_full_run_covers_everything(tool, tmp_path):

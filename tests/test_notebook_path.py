@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -105,12 +104,10 @@ def test_readme_and_tour_link_every_notebook_with_its_time():
         assert f"| {minutes} min |" in row, f"00's table has {name} as {row!r}; its first cell: {minutes} min"
 
 
-def test_make_lab_opens_the_tour_with_news_off():
+def test_make_lab_opens_the_tour_with_news_off(load_tool):
     """``make lab`` and conda users run ``tools/lab.py``: the notebooks' kernel, the tour, no news."""
     root = NOTEBOOKS.parent
-    spec = importlib.util.spec_from_file_location("lab_tool", root / "tools" / "lab.py")
-    lab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lab)
+    lab = load_tool("lab")
     args = lab.lab_args()
     assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in args and "--notebook-dir=notebooks" in args
     assert f"--LabApp.app_settings_dir={root / '.jupyter' / 'lab' / 'settings'}" in args
