@@ -1,6 +1,7 @@
 # moe-lab: `make lab` opens the workbook, `make test` runs every test (notebooks included).
 # Both create a virtual environment in .venv on first use. Without a GPU the CPU build of torch is
 # installed (torch==2.13.0); with one (nvidia-smi works) the environment sees the system's torch.
+# TRITON_PIN (e.g. triton==3.6.0) installs that Triton in the environment: `make test-triton` uses it.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,8 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PORT ?= 8888
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lint lab test test-fast book bench student browser-deps clean help
+.PHONY: setup lint lab test test-fast test-triton triton-suite gpu-wheels gpu-test book bench student \
+	browser-deps clean help
 
 help:
 	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
@@ -18,6 +20,9 @@ help:
 	@echo "make book     execute every notebook headless and render HTML into book/"
 	@echo "make bench    run the GPU benchmark (python -m moe_lab.measure.bench), results into data/bench/"
 	@echo "make student  write the student edition (solutions removed) into student/"
+	@echo "make test-triton TRITON=3.6.0   the CPU suite under that Triton, in .venv-triton-3.6.0"
+	@echo "make gpu-wheels   download the notebook packages as wheels into .whl/ (for a GPU machine)"
+	@echo "make gpu-test OUT=dir   on a GPU machine: GPU tests, every notebook, the stress tool"
 
 setup: $(STAMP)
 
@@ -29,24 +34,19 @@ $(STAMP): pyproject.toml
 	@if [ -z "$(HAS_GPU)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "== no GPU: installing the CPU build of torch =="; \
 	  $(PY) -m pip install -q torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2); fi
-	$(PY) -m pip install -q -e '.[lab,dev]' 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) -m pip install -q -e '.[lab,dev]' $(TRITON_PIN) 2> >(grep -v "^WARNING: Location" >&2)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "moe-lab (Python)" >/dev/null
+	$(PY) tools/lab.py --kernel-only >/dev/null
 	@touch $(STAMP)
 
-# The workbook's kernel ("moe-lab (Python)", this .venv) and JupyterLab's settings for it
-# (.jupyter/lab/settings/overrides.json: no news pop-up); Lab opens on 00_tour.ipynb.
-KERNEL_NAME := moe-lab
-LAB_ARGS := --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_tour.ipynb \
-	--LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings \
-	--LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
-
+# The workbook's kernel ("moe-lab (Python)", this .venv) and JupyterLab's arguments live in
+# tools/lab.py, which conda users run directly; Lab opens on 00_tour.ipynb with no news pop-up.
 .PHONY: kernel
 kernel: setup  # for a .venv made before the workbook had its own kernel
-	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "moe-lab (Python)" >/dev/null
+	@$(PY) tools/lab.py --kernel-only >/dev/null
 
 lab: kernel
-	$(VENV)/bin/jupyter lab $(LAB_ARGS) --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(PY) tools/lab.py --port=$(PORT)
 
 browser-deps:
 	@bash tools/browser-deps.sh || echo "browser deps unavailable: the browser test will be skipped"
@@ -58,7 +58,29 @@ test: setup browser-deps lint
 	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
+
+# The CPU suite (library tests and every notebook, no browser) under another Triton release, in its
+# own environment; run at both ends of pyproject's triton range before every release.
+TRITON ?=
+test-triton:
+	@test -n "$(TRITON)" || { echo "usage: make test-triton TRITON=3.6.0"; exit 2; }
+	@$(MAKE) --no-print-directory triton-suite VENV=.venv-triton-$(TRITON) TRITON_PIN=triton==$(TRITON)
+
+triton-suite: setup
+	@$(PY) -c "import sys, triton; v = triton.__version__; \
+	  sys.exit(0 if v == '$(TRITON)' else f'.venv-triton-$(TRITON) holds Triton {v}')"
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
+
+# A GPU machine without network: `make gpu-wheels` here, carry .whl/ with the checkout, then
+# `make gpu-test OUT=dir` there (its own python3, which holds CUDA torch). See docs/testing.md.
+GPU_PYTHON_VERSION ?= 3.12
+gpu-wheels:
+	$(PYTHON) tools/gpu_test.py --download .whl --python-version $(GPU_PYTHON_VERSION)
+
+gpu-test:
+	@test -n "$(OUT)" || { echo "usage: make gpu-test OUT=dir [GPU_TEST_ARGS=--quick]"; exit 2; }
+	$(PYTHON) tools/gpu_test.py --out $(OUT) $(GPU_TEST_ARGS)
 
 book: setup
 	$(PY) -m moe_lab.workbook.book --out book
@@ -70,4 +92,4 @@ student: setup
 	$(PY) -m moe_lab.workbook.student --out student
 
 clean:
-	rm -rf $(VENV) book student test-artifacts
+	rm -rf $(VENV) .venv-triton-* book student test-artifacts

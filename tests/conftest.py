@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +22,42 @@ import torch
 import moe_lab  # noqa: F401  (chooses the backend before any kernel module is imported)
 
 HAS_CUDA = torch.cuda.is_available()
+
+
+WORKBOOK_MODULES = frozenset({
+    "IPython", "ipykernel", "ipywidgets", "jupyter_client", "jupyter_core", "jupyterlab", "matplotlib",
+    "nbclient", "nbconvert", "nbformat", "nbval", "notebook", "pandas", "playwright", "tqdm",
+})
+"""Top-level modules of the workbook's packages (the ``lab`` extra and the notebook tools of ``dev``): a
+test module that cannot import one of them is skipped, naming it, rather than failing to collect."""
+
+
+def pytest_addoption(parser, pluginmanager):
+    # pyproject's addopts name nbval's options; without nbval they would stop pytest before collection
+    if not pluginmanager.has_plugin("nbval"):
+        group = parser.getgroup("nbval (not installed: notebooks are not collected)")
+        for name in ("--nbval-lax", "--nbval-current-env"):
+            group.addoption(name, action="store_true", help="ignored: nbval is not installed")
+
+
+class WorkbookModule(pytest.Module):
+    """A test module that is skipped, with the package named, where a workbook package is missing."""
+
+    def collect(self):
+        try:
+            _ = self.obj  # imports the test module
+        except self.CollectError as err:
+            missing = err.__cause__  # pytest raises CollectError from the ImportError
+            name = getattr(missing, "name", None) or ""
+            if isinstance(missing, ModuleNotFoundError) and name.split(".")[0] in WORKBOOK_MODULES:
+                pytest.skip(f"{self.path.name} needs {name.split('.')[0]}, a workbook package "
+                            f"(pip install -e '.[lab,dev]')", allow_module_level=True)
+            raise
+        return super().collect()
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    return WorkbookModule.from_parent(parent, path=module_path)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,3 +101,15 @@ def device() -> torch.device:
 def replay(seed) -> str:
     """Text for failure messages: which seed failed and how to run the same inputs again."""
     return f"seed={seed} (rerun this input with MOE_LAB_TEST_SEED={SESSION_SEED})"
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool("lab")``: the script ``tools/lab.py`` as a module (tools/ is no package)."""
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -182,8 +182,14 @@ def _key(stage, topk, num_local, dtype, arch, constexprs):
 def prefetch(stages, topk: int = 8, num_local: int = 32, dtype=torch.int32, arch: int = 90,
              **constexprs) -> None:
     """Compile several stages at once (one subprocess under the interpreter instead of one each)."""
-    keys = [_key(s, topk, num_local, dtype, arch, constexprs) for s in stages]
-    missing = [k for k in keys if k not in _CACHE]
+    prefetch_variants([(s, constexprs) for s in stages], topk, num_local, dtype, arch)
+
+
+def prefetch_variants(variants, topk: int = 8, num_local: int = 32, dtype=torch.int32,
+                      arch: int = 90) -> None:
+    """Compile ``(stage, {constexpr: value})`` pairs at once, each with its own overrides."""
+    keys = [_key(s, topk, num_local, dtype, arch, dict(c)) for s, c in variants]
+    missing = [k for k in dict.fromkeys(keys) if k not in _CACHE]
     if not missing:
         return
     kernel = _kernel_spec(missing[0][0], topk, num_local)[0]

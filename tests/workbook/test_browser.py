@@ -389,14 +389,7 @@ def check_explorers(page, shot, stem) -> int:
 # the tests
 
 
-def make_lab_args() -> list[str]:
-    """The arguments ``make lab`` gives ``jupyter lab`` (the Makefile's ``LAB_ARGS``)."""
-    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
-    line = next(ln for ln in text.splitlines() if ln.startswith("LAB_ARGS :="))
-    return line.split(":=", 1)[1].replace("$(CURDIR)", str(ROOT)).split()
-
-
-def test_make_lab_lands_in_the_tour_without_a_news_pop_up(tmp_path):
+def test_make_lab_lands_in_the_tour_without_a_news_pop_up(tmp_path, load_tool):
     """``make lab``'s own arguments: Lab opens 00_tour, the file browser shows the workbook, no pop-up."""
     chromium = find_chromium()
     if chromium is None:
@@ -405,7 +398,7 @@ def test_make_lab_lands_in_the_tour_without_a_news_pop_up(tmp_path):
         from playwright.sync_api import sync_playwright
     except ImportError as err:
         pytest.skip(f"the playwright Python package is missing ({err}); pip install -e '.[dev]'")
-    args = make_lab_args()
+    args = load_tool("lab").lab_args()  # what make lab gives jupyter lab
     assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in args and "--notebook-dir=notebooks" in args
     home = tmp_path / "home"
     write_home(home)

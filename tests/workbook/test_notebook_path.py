@@ -104,13 +104,17 @@ def test_readme_and_tour_link_every_notebook_with_its_time():
         assert f"| {minutes} min |" in row, f"00's table has {name} as {row!r}; its first cell: {minutes} min"
 
 
-def test_make_lab_opens_the_tour_with_news_off():
+def test_make_lab_opens_the_tour_with_news_off(load_tool):
+    """``make lab`` and conda users run ``tools/lab.py``: the notebooks' kernel, the tour, no news."""
     root = NOTEBOOKS.parent
-    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
-    lab_args = next(ln for ln in makefile.splitlines() if ln.startswith("LAB_ARGS :="))
-    assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in lab_args
-    assert "--notebook-dir=notebooks" in lab_args
-    assert "--LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings" in lab_args
+    lab = load_tool("lab")
+    args = lab.lab_args()
+    assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in args and "--notebook-dir=notebooks" in args
+    assert f"--LabApp.app_settings_dir={root / '.jupyter' / 'lab' / 'settings'}" in args
     overrides = json.loads((root / ".jupyter" / "lab" / "settings" / "overrides.json").read_text())
     assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
-    assert "--display-name \"moe-lab (Python)\"" in makefile and "--name $(KERNEL_NAME)" in makefile
+    assert {"name": lab.KERNEL_NAME, "display_name": lab.KERNEL_DISPLAY} == \
+        {k: KERNELSPEC[k] for k in ("name", "display_name")}
+    makefile = (root / "Makefile").read_text()
+    lab_recipe = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
+    assert "tools/lab.py" in lab_recipe, lab_recipe

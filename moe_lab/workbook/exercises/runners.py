@@ -132,7 +132,8 @@ def _has_barrier(kernel) -> bool:
 
 
 def _ticket_on_gpu(ex: Exercise, kernel) -> bool:
-    """Many launches on fresh data at once-per-launch sizes where programs race for real."""
+    """Many launches on fresh data at once-per-launch sizes where programs race for real; says only
+    what failed."""
     gen = torch.Generator().manual_seed(0)
     for trial in range(TICKET_GPU_TRIALS):
         ids = torch.randint(-1, 64, (4096, 8), generator=gen, dtype=torch.int32).cuda()
@@ -149,8 +150,7 @@ def _ticket_on_gpu(ex: Exercise, kernel) -> bool:
                 f"{grid[0]} programs) came out wrong")
             say(f"  hint: {ex.hint('ticket_ordering')}")
             return False
-    say(f"  ok    GPU race trials ({TICKET_GPU_TRIALS} launches on fresh data)")
-    return True
+    return True  # silent when it passes: the report reads the same on every machine, GPU or not
 
 
 def check_block_size(ex: Exercise, fn, hint_level: int = 0) -> bool:
