@@ -144,6 +144,8 @@ def trace(stage: str, topk_ids: torch.Tensor, start: int, num_local: int, *, blo
     launch = launch_config(stage, num_tokens, topk, num_local, block=block,
                            num_programs=num_programs, device=device)
     spec = stage_entry(launch.kernel).kernel
+    plan = spec.plan(num_tokens, topk, num_local, device, block=launch.block,
+                     num_programs=launch.num_programs)  # the launch rule the library's own launches follow
     ids = topk_ids.detach().to("cpu").contiguous()
     adjusted = torch.empty_like(ids)
     counts = torch.zeros(num_local, dtype=torch.int32)
@@ -153,8 +155,7 @@ def trace(stage: str, topk_ids: torch.Tensor, start: int, num_local: int, *, blo
             args = spec.arguments(ids=ids, adjusted=adjusted, counts=counts, scratch=scratch,
                                   num_tokens=num_tokens, topk=topk, num_total=ids.numel(), start=start,
                                   num_local=num_local)
-            interp.interpreted(spec.fn)[(launch.num_programs,)](
-                *args, **spec.constexprs(launch.block, topk, num_local))
+            interp.interpreted(spec.fn)[(plan.grid,)](*args, **plan.constexprs)
     if scratch.any():
         raise AssertionError(f"{stage} left its scratch accumulator dirty: {scratch.nonzero().tolist()}")
     rec.counts, rec.adjusted = counts, adjusted

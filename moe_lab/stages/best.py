@@ -21,10 +21,9 @@ each other or ``topk_ids`` are refused.
 
 from __future__ import annotations
 
-import torch
-
-from . import block_histogram, decode, one_launch, relaxed
-from ._launch import prepare
+from ..checks import check_args
+from . import block_histogram, decode
+from ._launch import outputs
 
 
 def choose(num_total: int, num_local: int) -> str:
@@ -36,22 +35,22 @@ def choose(num_total: int, num_local: int) -> str:
     return "one_launch"
 
 
+_KERNELS: dict = {}  # stage name -> its KERNEL, read from the registry once
+
+
+def kernel(name: str):
+    """The ``KERNEL`` of the stage ``choose`` named (looked up in the registry, then kept)."""
+    found = _KERNELS.get(name)
+    if found is None:
+        from ..registry import stage
+
+        found = _KERNELS[name] = stage(name).kernel
+    return found
+
+
 def run(topk_ids, start, num_local, *, adjusted_out=None, expert_count_out=None):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="best", zero_counts=False,
-                                                 adjusted_out=adjusted_out, expert_count_out=expert_count_out)
-    device = topk_ids.device
-    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
-        with torch.cuda.device(device):  # Triton launches on the current device's current stream
-            return run(topk_ids, start, num_local, adjusted_out=adjusted, expert_count_out=counts)
-    num_total = topk_ids.numel()
-    kind = choose(num_total, num_local)
-    if num_total == 0:
-        counts.zero_()
-    elif kind == "decode":
-        decode.launch(topk_ids, adjusted, counts, start, num_local)
-    elif kind == "one_launch":
-        one_launch.launch(topk_ids, adjusted, counts, start, num_local)
-    else:
-        counts.zero_()
-        relaxed.launch(topk_ids, adjusted, counts, start, num_local)
+    start, num_local = check_args(topk_ids, start, num_local, stage="best")
+    chosen = kernel(choose(topk_ids.numel(), num_local))
+    adjusted, counts = outputs(topk_ids, num_local, adjusted_out, expert_count_out, chosen.zero_counts)
+    chosen.launch(topk_ids, adjusted, counts, start, num_local)
     return adjusted, counts

@@ -17,7 +17,6 @@ from __future__ import annotations
 import triton
 
 from ._kernel import SINGLE, STORES, Kernel
-from ._launch import prepare
 from .block_histogram import block_histogram_kernel, check_bins, num_bins
 
 MAX_SLOTS = 4096
@@ -37,19 +36,11 @@ KERNEL = Kernel(block_histogram_kernel, grid=SINGLE, writes=STORES, sem="",
                 num_warps=lambda block: NUM_WARPS, check=check_bins, ir_slots=MAX_SLOTS)
 
 
-def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=NUM_WARPS):
-    """Launch on prepared buffers; counts need no zeroing (every one is stored)."""
-    num_total = topk_ids.numel()
-    block_histogram_kernel[(1,)](topk_ids, adjusted, counts, num_total, start, num_local,
-                                 BLOCK=block or tile_size(num_total), NUM_BINS=num_bins(num_local),
-                                 WRITE_COUNTS=True, num_warps=num_warps)
+def launch(topk_ids, adjusted, counts, start, num_local, **overrides):
+    """Launch on prepared buffers by ``KERNEL``'s rule (counts need no zeroing: every one is stored);
+    overrides ``block=``, ``num_warps=`` for tuning."""
+    KERNEL.launch(topk_ids, adjusted, counts, start, num_local, **overrides)
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="decode",
-                                                 zero_counts=False, check=check_bins)
-    if topk_ids.numel() == 0:
-        counts.zero_()
-    else:
-        launch(topk_ids, adjusted, counts, start, num_local)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="decode")
