@@ -17,7 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .stages._kernel import PER_BIN, PER_BIN_TICKET, PER_SLOT, PERSISTENT, SINGLE, STORES, TOKENS, sm_count
+from .stages._kernel import (
+    PER_BIN,
+    PER_BIN_FLAG,
+    PER_BIN_TICKET,
+    PER_SLOT,
+    PERSISTENT,
+    SINGLE,
+    STORES,
+    TOKENS,
+    sm_count,
+)
 
 COUNTER_BYTES = 4
 LINE_BYTES = 128
@@ -36,7 +46,7 @@ class Launch:
     num_tiles: int
     num_programs: int
     persistent: bool    # programs loop over tiles p, p + num_programs, ...
-    writes: str         # "per-slot atomics", "per-bin atomics", "stores", or PER_BIN_TICKET
+    writes: str         # one of moe_lab.stages._kernel.WRITES
     sem: str            # memory order of the counting atomics ("acq_rel", "relaxed", "" for none)
 
     def describe(self) -> str:
@@ -120,7 +130,7 @@ def launch_config(stage: str, num_tokens: int, topk: int, num_local: int, *, blo
     num_total = num_tokens * topk
     kernel = STAGES[stage].kernel_for(num_total, num_local)
     spec = STAGES[kernel].kernel
-    if num_total == 0 and spec.writes in (STORES, PER_BIN_TICKET):
+    if num_total == 0 and not spec.zero_counts:
         # kernels that store the counts themselves are not launched for empty input: the host zeroes them
         size = spec.block(topk, num_total) if block is None else _power_of_two("block", block)
         return Launch(stage, kernel, size, 0, 0, True, spec.writes, spec.sem)
@@ -167,4 +177,4 @@ def per_line(per_counter: np.ndarray, num_lines: int) -> np.ndarray:
 
 __all__ = ["COUNTER_BYTES", "LINE_BYTES", "COUNTERS_PER_LINE", "H100_SMS", "Launch", "launch_config",
            "library_programs", "modelled_stages", "persistent_stages", "writing_stages", "per_line",
-           "PER_SLOT", "PER_BIN", "STORES", "PER_BIN_TICKET"]
+           "PER_SLOT", "PER_BIN", "STORES", "PER_BIN_TICKET", "PER_BIN_FLAG"]

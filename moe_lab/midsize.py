@@ -11,13 +11,15 @@ the round trips to L2 that tell the programs apart (``one_launch``: a release fe
 exchange by the last program). The designs tried, each checked against the reference on poisoned
 outputs before and after it is timed:
 
-* ``decode`` and ``ol b<BLOCK> w<warps> p<programs per SM>`` (``one_launch``): the library's kernels
-  under other launch rules (``Kernel.launch`` overrides);
-* ``handoff ...``: many programs, no last program: the first to arrive zeroes the counts and raises a
-  flag, every program adds its tile histograms into the counts once it sees the flag (a generation
-  count in a two-word state, so nothing has to be reset at the end of a call);
+* ``decode``, ``ol b<BLOCK> w<warps> p<programs per SM>`` (``one_launch``) and ``handoff ...`` (the
+  same grid for the ``handoff`` stage): the library's kernels under other launch rules
+  (``Kernel.launch`` overrides); from this sweep's numbers ``best`` runs ``decode`` up to 2048 slots
+  and ``handoff`` above;
 * ``decode_red b<BLOCK> w<warps>``: one program that zeroes the counts itself and counts with one
-  relaxed atomic per local slot instead of ``tl.histogram``.
+  relaxed atomic per local slot instead of ``tl.histogram`` (kept here, not in the library: slower).
+
+Without ``--sweep`` the rows (``part=final``) time ``best``, the copy and ``one_launch`` under its own
+rule (what ``best`` ran above 4096 slots before ``handoff``), with the timer's full runs.
 
 Timings: :func:`moe_lab.timing.time_us` in graph mode (``--sweep``: shorter runs); rows: schema
 :data:`moe_lab.records.TUNING` (``part`` is ``sweep`` or ``final``).
@@ -38,43 +40,6 @@ TOPK, PRESET, EP_SIZE, RANK = 8, "deepseek-v3", 8, 0
 SWEEP_REP_MS = 5
 TARGET = 1.5
 POISON = -7
-
-
-@triton.jit
-def handoff_kernel(ids_ptr, adjusted_ptr, count_ptr, state_ptr, num_total, start, num_local,
-                   BLOCK: tl.constexpr, NUM_BINS: tl.constexpr):
-    pid = tl.program_id(0)
-    num_programs = tl.num_programs(0)
-    num_tiles = (num_total + BLOCK - 1) // BLOCK
-    slot = pid * BLOCK + tl.arange(0, BLOCK)  # the first tile, loaded before anything waits
-    valid_slot = slot < num_total
-    expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
-    arrival = tl.atomic_add(state_ptr, 1, sem="relaxed")  # low 16 bits: arrivals; above: the generation
-    raised = ((arrival >> 16) + 1) & 0xFFFF  # the flag that says "counts zeroed in this generation"
-    bins = tl.arange(0, NUM_BINS)
-    is_bin = bins < num_local
-    if (arrival & 0xFFFF) == 0:  # first to arrive: zero the counts, then raise the flag
-        tl.store(count_ptr + bins, tl.full([NUM_BINS], 0, tl.int32), mask=is_bin)
-        tl.debug_barrier()  # every thread's zeros before the flag
-        tl.atomic_xchg(state_ptr + 1, raised, sem="release")  # release: the zeros are visible first
-    if (arrival & 0xFFFF) == num_programs - 1:  # last to arrive: next generation, arrivals back to 0
-        tl.atomic_add(state_ptr, 65536 - num_programs, sem="relaxed")
-    local = (expert >= start) & (expert < start + num_local) & valid_slot
-    local_expert = tl.where(local, expert - start, -1)
-    tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-    counts = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
-    for tile in range(pid + num_programs, num_tiles, num_programs):  # persistent: the later tiles
-        slot = tile * BLOCK + tl.arange(0, BLOCK)
-        valid_slot = slot < num_total
-        expert = tl.load(ids_ptr + slot, mask=valid_slot, other=-1)
-        local = (expert >= start) & (expert < start + num_local) & valid_slot
-        local_expert = tl.where(local, expert - start, -1)
-        tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)
-    seen = tl.atomic_add(state_ptr + 1, 0, sem="acquire")  # raised long ago, almost always
-    while seen != raised:
-        seen = tl.atomic_add(state_ptr + 1, 0, sem="acquire")
-    tl.atomic_add(count_ptr + bins, counts, mask=is_bin & (counts > 0), sem="relaxed")
 
 
 @triton.jit
@@ -99,9 +64,9 @@ def _warps(block: int) -> int:
     return 4 if block <= 1024 else 8
 
 
-def candidates(slots: int, sweep: bool, sms: int):
+def candidates(slots: int, sweep: bool):
     """``{config: launch(ids, start, num_local, adjusted, counts)}`` worth timing at ``slots``."""
-    from .stages import best, decode, one_launch
+    from .stages import best, decode, handoff, one_launch
     from .stages.block_histogram import num_bins
 
     def library(launch, **knobs):
@@ -110,6 +75,8 @@ def candidates(slots: int, sweep: bool, sms: int):
     found = {"copy": None, "best": lambda ids, s, n, a, c: best.run(ids, s, n, adjusted_out=a,
                                                                      expert_count_out=c)}
     if not sweep:
+        if slots > 4096:
+            found["one_launch"] = library(one_launch.launch)
         return found
     if slots <= 32768:
         found["decode"] = library(decode.launch)
@@ -121,13 +88,7 @@ def candidates(slots: int, sweep: bool, sms: int):
         if not 1 < tiles <= 8192:
             continue
         found[f"ol b{b} w{w} p{p}"] = library(one_launch.launch, block=b, num_warps=w, programs_per_sm=p)
-        programs = min(tiles, p * sms)
-        state = torch.zeros(2, dtype=torch.int32, device="cuda")  # generation/arrivals, flag
-
-        def handoff(ids, s, n, a, c, b=b, w=w, programs=programs, state=state):
-            handoff_kernel[(programs,)](ids, a, c, state, ids.numel(), s, n, BLOCK=b, NUM_BINS=num_bins(n),
-                                        num_warps=w)
-        found[f"handoff b{b} w{w} p{p}"] = handoff
+        found[f"handoff b{b} w{w} p{p}"] = library(handoff.launch, block=b, num_warps=w, programs_per_sm=p)
     if slots <= 32768:
         for b, w in ((1024, 4), (2048, 8), (4096, 16), (8192, 32)):
             fence = torch.zeros(1, dtype=torch.int32, device="cuda")
@@ -142,10 +103,8 @@ def candidates(slots: int, sweep: bool, sms: int):
 def measure(sweep: bool = False, sizes=SIZES, rounds: int = 1) -> list[dict]:
     """One row per (config, size, round): median us under graph replay and whether it was right."""
     from . import routing, timing, verify
-    from .stages._kernel import sm_count
 
     timing.require_gpu("moe_lab.midsize")
-    sms = sm_count(torch.device("cuda"))
     case = routing.case(PRESET, max(sizes) // TOPK, ep_size=EP_SIZE, rank=RANK, seed=0)
     all_ids = case.topk_ids.cuda()
     rows = []
@@ -153,7 +112,7 @@ def measure(sweep: bool = False, sizes=SIZES, rounds: int = 1) -> list[dict]:
         for slots in sizes:
             ids = all_ids[:slots // TOPK].contiguous()
             want = verify.reference(ids, case.start, case.num_local)
-            for config, launch in candidates(slots, sweep, sms).items():
+            for config, launch in candidates(slots, sweep).items():
                 adjusted = torch.empty_like(ids)
                 counts = torch.empty(case.num_local, dtype=torch.int32, device="cuda")
                 if launch is None:  # the copy: the floor

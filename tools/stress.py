@@ -4,8 +4,8 @@
     python tools/stress.py --out $OUT --trials 50 --rounds 1   # a quick smoke run
 
 Correctness, each trial on fresh random ids with poisoned outputs, checked bit-exact against
-``verify.reference``, at 8M slots, at a mid size (64K slots: ``one_launch``) and at a decode size
-(256 tokens x top-8: ``decode`` for ``best``, ``one_launch`` for ``one_launch``):
+``verify.reference``, at 8M slots, at a mid size (64K slots: ``handoff`` for ``best``) and at a decode
+size (256 tokens x top-8: ``decode`` for ``best``, ``one_launch`` for ``one_launch``):
 
 * ``two_streams``: two calls on two streams released at the same instant (both wait on one event
   queued behind a GPU sleep, so they really overlap);
@@ -129,12 +129,15 @@ def call_for(stage: str):
 
 
 def old_best(topk_ids, start, num_local):
-    """``best`` as it was: the same dispatch, ``one_launch`` on the one shared scratch per device."""
+    """``best`` as it was: ``decode`` up to 4096 slots, then ``one_launch`` on the one shared scratch per
+    device."""
     from moe_lab.stages import _launch, best, decode, one_launch, relaxed
 
     start, num_local, adjusted, counts = _launch.prepare(topk_ids, start, num_local, stage="best",
                                                          zero_counts=False)
     kind = best.choose(topk_ids.numel(), num_local)
+    if kind != "relaxed":
+        kind = "decode" if topk_ids.numel() <= 4096 else "one_launch"
     if kind == "decode":
         decode.launch(topk_ids, adjusted, counts, start, num_local)
     elif kind == "one_launch":

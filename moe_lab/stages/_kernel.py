@@ -21,7 +21,8 @@ PER_SLOT = "per-slot atomics"
 PER_BIN = "per-bin atomics"
 STORES = "stores"
 PER_BIN_TICKET = "per-bin atomics to scratch, a ticket each, stores by the last"
-WRITES = (PER_SLOT, PER_BIN, STORES, PER_BIN_TICKET)
+PER_BIN_FLAG = "per-bin atomics after the first program's zeroing, an arrival each"
+WRITES = (PER_SLOT, PER_BIN, STORES, PER_BIN_TICKET, PER_BIN_FLAG)
 ZEROED_COUNTS = (PER_SLOT, PER_BIN)
 """Kernels that add into the counts, which must therefore be zero before the launch (a memset)."""
 
@@ -77,7 +78,8 @@ class Kernel:
     :data:`ARGUMENTS`. ``writes``/``sem``: what the counting does (:data:`WRITES`) and the memory order
     of its atomics (``""`` when it stores). ``check(num_local, stage)``/``check_topk(topk)``: refusals
     run before a launch. ``scratch(device)``: the zeroed accumulator of a kernel that takes one.
-    ``ir_slots``: the input size whose compile :mod:`moe_lab.ir` shows.
+    ``max_programs``: a cap on a persistent grid (0: none). ``ir_slots``: the input size whose compile
+    :mod:`moe_lab.ir` shows.
     """
     fn: object
     grid: str
@@ -88,6 +90,7 @@ class Kernel:
     constexprs: Callable[[int, int, int], dict]
     num_warps: Callable[[int], int] = default_warps
     programs_per_sm: int = 0
+    max_programs: int = 0
     check: Callable[[int, str], None] | None = None
     check_topk: Callable[[int], None] | None = None
     scratch: Callable[..., torch.Tensor] | None = None
@@ -143,6 +146,8 @@ class Kernel:
                 per_sm = self.programs_per_sm if programs_per_sm is None else programs_per_sm
                 num_programs = per_sm * sm_count(device) if per_sm > 0 else 0
             grid = tiles if num_programs == 0 else min(tiles, num_programs)
+            if self.max_programs:
+                grid = min(grid, self.max_programs)  # the programs loop over the remaining tiles
         else:
             grid = tiles
         warps = self.num_warps(block) if num_warps is None else num_warps
@@ -173,5 +178,6 @@ class Kernel:
         return adjusted, counts
 
 
-__all__ = ["Kernel", "Plan", "PER_SLOT", "PER_BIN", "STORES", "PER_BIN_TICKET", "WRITES", "ZEROED_COUNTS",
+__all__ = ["Kernel", "Plan", "PER_SLOT", "PER_BIN", "STORES", "PER_BIN_TICKET", "PER_BIN_FLAG", "WRITES",
+           "ZEROED_COUNTS",
            "TILES", "TOKENS", "PERSISTENT", "SINGLE", "GRIDS", "ARGUMENTS", "default_warps", "sm_count"]

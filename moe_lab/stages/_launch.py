@@ -30,6 +30,7 @@ MAX_KEPT = 4096
 """Compiled launches kept (one per key); the table is emptied when full, then refills."""
 
 _KEPT: dict[tuple, tuple] = {}  # key -> (kernel, compiled, launcher, function, metadata, grid, constexprs)
+_DISABLED: list = []  # non-empty once a kept launch was refused by its launcher
 _PICK: dict[tuple, itemgetter] = {}  # a kernel's argument names -> picks them from the launch's values
 _VALUES = ("ids", "adjusted", "counts", "scratch", "num_tokens", "topk", "num_total", "start", "num_local")
 _CURRENT_DEVICE = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
@@ -138,11 +139,15 @@ def launch(kernel, ids, adjusted, counts, start: int, num_local: int, scratch, o
         values = (ids, adjusted, counts, scratch, num_tokens, topk, num_tokens * topk, start, num_local)
         picked = _pick(kernel)(values)
         args = picked if isinstance(picked, tuple) else (picked,)
-        launcher(grid, 1, 1, stream, function, packed, None, None, None, *args, *tail)
-        return
+        try:
+            launcher(grid, 1, 1, stream, function, packed, None, None, None, *args, *tail)
+            return
+        except TypeError:  # a launcher laid out unlike Triton 3.6-3.9: Triton launches from now on
+            _KEPT.clear()
+            _DISABLED.append(True)
     compiled, grid, constexprs, nargs = _through_triton(kernel, ids, adjusted, counts, scratch, start,
                                                         num_local, overrides, device)
-    if aligned:
+    if aligned and not _DISABLED:
         _keep(key, kernel, compiled, grid, constexprs, nargs)
 
 

@@ -1,22 +1,25 @@
 """``best``: pick the fastest correct kernel for the input's size; what the library ships.
 
+What changed from the stages before: no kernel of its own. ``choose`` names a stage for the shape and
+``run`` launches that stage's ``KERNEL``, by the same rule the stage itself uses:
+
 * up to ``decode.MAX_SLOTS`` slots: the one-program ``decode`` kernel (one launch, no memset, no
   atomics): under CUDA-graph replay about half the time of rtp-llm's memset + kernel;
-* above that: ``one_launch``, the persistent block histogram whose last program stores the counts
-  (one launch, no memset), within about 1.3x of a plain copy of the same bytes at 8M slots;
+* above that: ``handoff``, the persistent block histogram whose first program zeroes the counts
+  (one launch, no memset, no last program);
 * more than ``block_histogram.MAX_BINS`` local experts: memset + per-slot ``relaxed`` atomics.
 
 The choice depends only on shapes, never on values, so a call never waits for the GPU and records
 into a CUDA graph as it runs eagerly. For graphs, pass ``adjusted_out=`` and ``expert_count_out=``:
 the kernels then write into your static buffers and allocate nothing. The thresholds come from the
-recorded H100 sweep in ``data/`` (notebook 07 plots it).
+recorded H200 sweep (``data/tuning/midsize_sweep_*.csv``).
 
-What is safe: ``decode`` and ``relaxed`` keep no state. ``one_launch`` keeps a zero-between-calls
-scratch that no two concurrent launches share (one per call on the CPU, one per device and stream
-on a GPU, one per captured CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so
-calls from several threads, streams, devices or concurrently replayed graphs, and calls after an
-interrupted one, all give the same results as calls made one at a time. Output buffers that overlap
-each other or ``topk_ids`` are refused.
+What is safe: ``decode`` and ``relaxed`` keep no state. ``handoff`` keeps its state in a scratch that
+no two concurrent launches share (one per call on the CPU, one per device and stream on a GPU, one
+per captured CUDA graph; :func:`moe_lab.stages.one_launch.scratch`), so calls from several threads,
+streams, devices or concurrently replayed graphs, and calls after an interrupted one, all give the
+same results as calls made one at a time. Output buffers that overlap each other or ``topk_ids`` are
+refused.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def choose(num_total: int, num_local: int) -> str:
         return "relaxed"
     if num_total <= decode.MAX_SLOTS:
         return "decode"
-    return "one_launch"
+    return "handoff"
 
 
 _KERNELS: dict = {}  # stage name -> its KERNEL, read from the registry once

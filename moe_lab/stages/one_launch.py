@@ -81,10 +81,12 @@ def num_warps(block: int) -> int:
     return 4 if block <= 1024 else 8
 
 
-SCRATCH_SIZE = MAX_BINS + 1  # MAX_BINS accumulators, then the ticket
+TICKET = MAX_BINS  # the ticket, after the MAX_BINS accumulators: all zero between calls
+HANDOFF_STATE = MAX_BINS + 1  # two words of the handoff stage: arrivals and generation, then its flag
+SCRATCH_SIZE = MAX_BINS + 3
 SPARE_STRIDE = -(-SCRATCH_SIZE // 32) * 32  # spares start on 128-byte lines: counter e in line e // 32
 SPARES = 64
-"""Pre-zeroed scratches kept per device for CUDA-graph captures, refilled by eager calls (256 KB)."""
+"""Pre-zeroed scratches kept per device for CUDA-graph captures, refilled by eager calls (264 KB)."""
 
 _LOCK = threading.Lock()  # guards the tables below; the eager hot path only reads them
 _BY_STREAM: dict[tuple, torch.Tensor] = {}  # (device, stream) or (device, stream, capture id) -> scratch
@@ -151,7 +153,9 @@ def _fill_spares(index: int, device: torch.device) -> None:
 
 
 def scratch(device: torch.device, stream: int | None = None) -> torch.Tensor:
-    """A zeroed accumulator (``MAX_BINS`` counters + a ticket) that no concurrent launch shares.
+    """A scratch that no concurrent launch shares: ``MAX_BINS`` accumulators and a ticket, zero between
+    calls, then the two state words of ``handoff`` (``HANDOFF_STATE``), which every handoff launch
+    leaves ready for the next; a fresh scratch is all zeros, which suits both.
 
     What is guaranteed, and why:
 
@@ -214,7 +218,7 @@ KERNEL = Kernel(one_launch_kernel, grid=PERSISTENT, writes=PER_BIN_TICKET, sem="
                 args=("ids", "adjusted", "counts", "scratch", "num_total", "start", "num_local"),
                 block=lambda topk, num_total: tile_size(num_total),
                 constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
-                                                           "TICKET": MAX_BINS},
+                                                           "TICKET": TICKET},
                 num_warps=num_warps, programs_per_sm=PROGRAMS_PER_SM, check=check_bins,
                 scratch=lambda device, stream=None: scratch(device, stream), ir_slots=1 << 17)
 
