@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from . import _launch
+
 PER_SLOT = "per-slot atomics"
 PER_BIN = "per-bin atomics"
 STORES = "stores"
@@ -162,18 +164,14 @@ class Kernel:
         constexpr of the kernel (``one_launch``'s ``ADD_SEM=``...). ``scratch``: the zeroed accumulator
         to use instead of the kernel's own.
         """
-        from ._launch import launch
-
-        launch(self, topk_ids, adjusted, counts, start, num_local, scratch, overrides)
+        _launch.launch(self, topk_ids, adjusted, counts, start, num_local, scratch, overrides)
 
     def run(self, topk_ids, start, num_local, *, stage: str, adjusted_out=None, expert_count_out=None):
         """Check the inputs, allocate the outputs and launch: a stage's whole ``run``."""
-        from ._launch import prepare
-
-        start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage=stage,
-                                                     zero_counts=self.zero_counts, check=self.check,
-                                                     adjusted_out=adjusted_out,
-                                                     expert_count_out=expert_count_out)
+        start, num_local, adjusted, counts = _launch.prepare(topk_ids, start, num_local, stage=stage,
+                                                             zero_counts=self.zero_counts, check=self.check,
+                                                             adjusted_out=adjusted_out,
+                                                             expert_count_out=expert_count_out)
         self.launch(topk_ids, adjusted, counts, start, num_local)
         return adjusted, counts
 

@@ -31,7 +31,7 @@ from ._launch import outputs
 
 def choose(num_total: int, num_local: int) -> str:
     """Which kernel ``best`` runs for ``num_total`` slots and ``num_local`` local experts."""
-    if block_histogram.num_bins(num_local) > block_histogram.MAX_BINS:
+    if num_local > block_histogram.MAX_BINS:  # its power-of-two bins would not fit the register histogram
         return "relaxed"
     if num_total <= decode.MAX_SLOTS:
         return "decode"
