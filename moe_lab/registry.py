@@ -65,7 +65,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("one_launch", "one_launch", "block histograms summed by the last program: one launch, no memset",
           "#393b79"),
     Stage("handoff", "handoff", "the first program to arrive zeroes the counts; no last program to wait for",
-          "#e377c2"),
+          "#d6616b"),
     Stage("best", "best", "dispatch by size: decode for small inputs, else handoff", "#17becf",
           single_kernel=False),
 ]}

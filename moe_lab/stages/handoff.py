@@ -15,9 +15,9 @@ clears the arrivals, so nothing is reset at the end of a call and the flag left 
 never matches. A program only ever waits for the first arriver, which is running by then: no program
 waits for one that may not have started.
 
-Measured on an H200 under CUDA-graph replay (``python -m moe_lab.midsize --sweep``): 15 to 20% faster
-than ``one_launch`` from 4K to 2M slots, and still about twice a copy of the same bytes, the round
-trips of the arrival, the fence and the flag being most of a mid-size call.
+Measured on an H200 under CUDA-graph replay (``python -m moe_lab.midsize``): 10 to 20% faster than
+``one_launch`` from 8K to 2M slots, and still about twice a copy of the same bytes, the round trips of
+the arrival, the fence and the flag being most of a mid-size call.
 """
 
 from __future__ import annotations
