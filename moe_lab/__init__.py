@@ -17,6 +17,14 @@ def recombine(topk_ids, start, num_local, stage: str = "best"):
     return _stage(stage).run(topk_ids, start, num_local)
 
 
+_BEST: list = []  # [best's run], looked up in the registry on the first call (after the backend is chosen)
+
+
+def _best_run():
+    _BEST.append(_stage("best").load().run)
+    return _BEST[0]
+
+
 def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_local_experts):
     """Drop-in for rtp-llm's function of the same name: ``(adjusted_topk_ids, expert_count)``.
 
@@ -34,8 +42,9 @@ def recompute_topk_ids_sum_expert_count(topk_ids, current_expert_start_id, num_l
     (also replayed concurrently on different streams), and after a call that was interrupted: no
     call's result depends on another call (see ``moe_lab.stages.one_launch.scratch`` for why).
     """
+    run = _BEST[0] if _BEST else _best_run()
     try:
-        return _stage("best").run(topk_ids, current_expert_start_id, num_local_experts)
+        return run(topk_ids, current_expert_start_id, num_local_experts)
     except (TypeError, ValueError):
         from moe_lab.checks import DROP_IN_NAMES, check_args
 

@@ -10,6 +10,8 @@ import operator
 
 import torch
 
+from moe_lab import backend
+
 INT32_MAX = 2**31 - 1
 ID_DTYPES = (torch.int32, torch.int64)
 
@@ -43,7 +45,6 @@ def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: boo
     ``names``: what the messages call ``start`` and ``num_local`` (the drop-in passes rtp-llm's names).
     """
     start_name, local_name = names
-    where = f" (stage {stage!r})" if stage else ""
     if not isinstance(topk_ids, torch.Tensor):
         raise TypeError(f"topk_ids must be a torch.Tensor of shape [num_tokens, topk], "
                         f"got {type(topk_ids).__name__}")
@@ -63,8 +64,10 @@ def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: boo
         raise ValueError(f"topk_ids is a meta tensor (shape {tuple(topk_ids.shape)}, no data): there are no "
                          f"ids to recombine; pass a tensor with data on the GPU (or the CPU for stage "
                          f"'torch')")
-    start = as_int(start_name, start)
-    num_local = as_int(local_name, num_local)
+    if type(start) is not int:  # noqa: E721  (exactly int: the common call skips the conversion)
+        start = as_int(start_name, start)
+    if type(num_local) is not int:  # noqa: E721
+        num_local = as_int(local_name, num_local)
     if start < 0:
         raise ValueError(f"{start_name} must be >= 0, got {start}; it is the first global "
                          f"expert id this rank owns (rank * {local_name})")
@@ -74,14 +77,12 @@ def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: boo
     if start + num_local > INT32_MAX:
         raise ValueError(f"{start_name} + {local_name} = {start + num_local} is past the "
                          f"int32 range (max {INT32_MAX}); expert ids must fit in int32")
-    if needs_triton:
-        _check_device(topk_ids, where)
+    if needs_triton and not (topk_ids.is_cpu if backend.INTERPRETER else topk_ids.is_cuda):  # wrong device
+        _check_device(topk_ids, f" (stage {stage!r})" if stage else "")
     return start, num_local
 
 
 def _check_device(topk_ids: torch.Tensor, where: str) -> None:
-    from moe_lab import backend
-
     if backend.INTERPRETER:
         if topk_ids.device.type != "cpu":
             raise ValueError(f"topk_ids is on {topk_ids.device}, but Triton runs in the interpreter"

@@ -64,7 +64,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           "#9467bd", bench_max_slots=1 << 18),
     Stage("one_launch", "one_launch", "block histograms summed by the last program: one launch, no memset",
           "#393b79"),
-    Stage("best", "best", "dispatch by size: decode for small inputs, else one_launch", "#17becf",
+    Stage("handoff", "handoff", "the first program to arrive zeroes the counts; no last program to wait for",
+          "#d6616b"),
+    Stage("best", "best", "dispatch by size: decode for small inputs, else handoff", "#17becf",
           single_kernel=False),
 ]}
 

@@ -19,6 +19,12 @@ kernel, from what the kernel's ``KERNEL`` description says it writes:
   (one atomic exchange per expert), stores ``expert_count`` and resets the ticket. Which program is
   last depends on timing on a GPU; the model (like the interpreter, which runs programs in order)
   takes program ``num_programs - 1``;
+* per-bin atomics after a flag (``handoff``): like ``block_histogram``, into the counts themselves,
+  which the first program to arrive zeroes (one store per counter) before it raises a flag; each
+  program takes an arrival number and reads the flag (two atomics on the state words, counted as
+  ``ticket``), the first raises the flag and the last moves the state to the next generation (one
+  more each). The model, like the interpreter, takes program 0 as the first and ``num_programs - 1``
+  as the last to arrive;
 * a dispatching stage (``best``): whichever kernel its ``choose`` picks for the shape.
 
 :func:`launch_config` (from :mod:`moe_lab.inspection.launches`) gives the grid and block the library uses, and
@@ -43,6 +49,7 @@ from moe_lab.inspection.launches import (
     H100_SMS,
     LINE_BYTES,
     PER_BIN,
+    PER_BIN_FLAG,
     PER_BIN_TICKET,
     PER_SLOT,
     STORES,
@@ -78,10 +85,10 @@ class AtomicTraffic:
     ``atomics[p, e]``: atomic operations program ``p`` sends to counter ``e`` (for ``one_launch``
     the counters are the scratch accumulators, and the exchanges of the last program count too);
     ``values[p, e]``: what its atomics add there; ``stores[p, e]`` / ``stored[p, e]``: plain stores to
-    ``expert_count`` and the values stored; ``ticket[p]``: atomics on ``one_launch``'s ticket, a
-    counter in a line of its own. ``counts`` is the kernel's final ``expert_count``. ``slot_state``
-    has one entry per lane of every tile (``LOCAL``, ``REMOTE``, ``PADDING``, ``MASKED``),
-    ``tile_program`` the program that handles each tile.
+    ``expert_count`` and the values stored; ``ticket[p]``: atomics on ``one_launch``'s ticket or on
+    ``handoff``'s state words, in a line of their own. ``counts`` is the kernel's final
+    ``expert_count``. ``slot_state`` has one entry per lane of every tile (``LOCAL``, ``REMOTE``,
+    ``PADDING``, ``MASKED``), ``tile_program`` the program that handles each tile.
     """
     launch: Launch
     num_tokens: int
@@ -192,6 +199,13 @@ def atomic_traffic(stage: str, topk_ids: torch.Tensor, start: int, num_local: in
         atomics, values = (per_program > 0).astype(np.int64), per_program
     elif launch.writes == STORES:  # decode: the one program stores every counter, zeros included
         stores, stored = np.ones((grid, num_local), dtype=np.int64), per_program
+    elif launch.writes == PER_BIN_FLAG and grid:  # handoff
+        atomics, values = (per_program > 0).astype(np.int64), per_program
+        ticket = np.full(grid, 2, dtype=np.int64)  # an arrival and a read of the flag each
+        ticket[0] += 1                # the first to arrive raises the flag ...
+        ticket[grid - 1] += 1         # ... the last moves the state to the next generation
+        stores, stored = zeros.copy(), zeros.copy()
+        stores[0] = 1                 # the first zeroes every counter before raising the flag
     elif grid:  # one_launch
         atomics, values = (per_program > 0).astype(np.int64), per_program
         ticket = np.ones(grid, dtype=np.int64)
@@ -207,7 +221,7 @@ def atomic_traffic(stage: str, topk_ids: torch.Tensor, start: int, num_local: in
 
 
 # MODELLED_STAGES, HISTOGRAM_STAGES, PER_SLOT_STAGES, STORE_STAGES: see __getattr__ above
-__all__ = ["PER_BIN_TICKET", "COUNTERS_PER_LINE", "LINE_BYTES", "COUNTER_BYTES", "H100_SMS", "Launch",
-           "AtomicTraffic",
+__all__ = ["PER_BIN_TICKET", "PER_BIN_FLAG", "COUNTERS_PER_LINE", "LINE_BYTES", "COUNTER_BYTES", "H100_SMS",
+           "Launch", "AtomicTraffic",
            "KernelTrace", "launch_config", "library_programs", "atomic_traffic", "record_counter_writes",
            "trace", "LOCAL", "REMOTE", "PADDING", "MASKED", "STATE_NAMES"]

@@ -54,15 +54,15 @@ def _kernel_spec(stage: str, topk: int, num_local: int, module: str | None = Non
         raise ValueError(f"no single kernel to compile for stage {stage!r}; choose one of "
                          f"{', '.join(with_kernel)} ('torch' has no Triton kernel, 'best' dispatches to "
                          f"decode or one_launch)")
-    block = spec.block(topk, spec.ir_slots)
-    constexprs = dict(spec.constexprs(block, topk, num_local))
+    plan = spec.plan(-(-spec.ir_slots // topk), topk, num_local, num_programs=1)  # the library's launch rule
+    constexprs = dict(plan.constexprs)
     python_fn = getattr(spec.fn, "fn", spec.fn)  # compiled or interpreted, the Python function inside
     for name, param in inspect.signature(python_fn).parameters.items():
         # constexprs left at their defaults (one_launch's ADD_SEM, TICKET_SEM)
         if name not in constexprs and param.default is not inspect.Parameter.empty \
                 and "constexpr" in str(param.annotation):
             constexprs[name] = param.default
-    return spec.fn, constexprs, spec.num_warps(block)
+    return spec.fn, constexprs, plan.num_warps
 
 
 def _module_of(stage: str) -> str:

@@ -1,8 +1,9 @@
 """How a stage's kernel is launched for one input, and where its counters sit in memory.
 
 Shared by the traffic model (:mod:`moe_lab.inspection.atomics`) and the interpreter tracer
-(:mod:`moe_lab.inspection.tracer`). Nothing here knows a stage by name: :func:`launch_config` reads the
-stage's ``KERNEL`` description (:class:`moe_lab.stages._kernel.Kernel`) through the registry.
+(:mod:`moe_lab.inspection.tracer`). Nothing here knows a stage by name: :func:`launch_config` asks the
+stage's ``KERNEL`` (:class:`moe_lab.stages._kernel.Kernel`), through the registry, for its ``plan``: the same
+rule the stage's real launches follow.
 
 The counters are ``num_local`` int32 values next to each other: 32 of them share one 128-byte L2
 line. Line numbers assume the counters start on a 128-byte boundary: PyTorch's CUDA allocator hands
@@ -15,9 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import triton
 
-from moe_lab.stages._kernel import PER_BIN, PER_BIN_TICKET, PER_SLOT, PERSISTENT, SINGLE, STORES, TOKENS
+from moe_lab.stages._kernel import (
+    PER_BIN,
+    PER_BIN_FLAG,
+    PER_BIN_TICKET,
+    PER_SLOT,
+    PERSISTENT,
+    SINGLE,
+    STORES,
+    TOKENS,
+    sm_count,
+)
 
 COUNTER_BYTES = 4
 LINE_BYTES = 128
@@ -36,7 +46,7 @@ class Launch:
     num_tiles: int
     num_programs: int
     persistent: bool    # programs loop over tiles p, p + num_programs, ...
-    writes: str         # "per-slot atomics", "per-bin atomics", "stores", or PER_BIN_TICKET
+    writes: str         # one of moe_lab.stages._kernel.WRITES
     sem: str            # memory order of the counting atomics ("acq_rel", "relaxed", "" for none)
 
     def describe(self) -> str:
@@ -84,14 +94,13 @@ def library_programs(kernel: str, num_tiles: int, device=None) -> int:
     kernels run now): its ``programs_per_sm`` per SM, at most one per tile."""
     from moe_lab import backend
     from moe_lab.registry import stage
-    from moe_lab.stages.block_histogram import sm_count
 
     spec = stage(kernel).kernel
     if spec is None or spec.grid != PERSISTENT:
         raise ValueError(f"stage {kernel!r} has no persistent grid; choose one of: "
                          f"{', '.join(persistent_stages())}")
     device = torch.device(device) if device is not None else backend.device()
-    return min(num_tiles, spec.programs_per_sm * sm_count(device))
+    return min(num_tiles, spec.programs_per_sm * sm_count(device))  # what Kernel.plan computes
 
 
 def launch_config(stage: str, num_tokens: int, topk: int, num_local: int, *, block: int | None = None,
@@ -121,7 +130,7 @@ def launch_config(stage: str, num_tokens: int, topk: int, num_local: int, *, blo
     num_total = num_tokens * topk
     kernel = STAGES[stage].kernel_for(num_total, num_local)
     spec = STAGES[kernel].kernel
-    if num_total == 0 and spec.writes in (STORES, PER_BIN_TICKET):
+    if num_total == 0 and not spec.zero_counts:
         # kernels that store the counts themselves are not launched for empty input: the host zeroes them
         size = spec.block(topk, num_total) if block is None else _power_of_two("block", block)
         return Launch(stage, kernel, size, 0, 0, True, spec.writes, spec.sem)
@@ -131,32 +140,31 @@ def launch_config(stage: str, num_tokens: int, topk: int, num_local: int, *, blo
                          f"{'one program' if spec.grid == SINGLE else 'one program per tile'} "
                          f"(pass num_programs=None)")
     if spec.grid == TOKENS:
-        if block is None:
-            block = spec.block(topk, num_total)
-        elif block < topk or block % topk:
+        if block is not None and (block < topk or block % topk):
             raise ValueError(f"block={block!r}: {kernel} gives each program whole tokens, so block "
                              f"must be a positive multiple of topk={topk}")
         if spec.check_topk is not None:
             spec.check_topk(topk)
-        tiles = triton.cdiv(num_tokens, block // topk)
-        return Launch(stage, kernel, int(block), tiles, tiles, False, spec.writes, spec.sem)
-    if spec.check is not None:
-        spec.check(num_local, kernel)
-    block = spec.block(topk, num_total) if block is None else _power_of_two("block", block)
-    tiles = triton.cdiv(num_total, block)
-    if spec.grid == SINGLE:
-        return Launch(stage, kernel, block, tiles, 1, True, spec.writes, spec.sem)
-    if spec.grid == PERSISTENT:
-        if num_programs is None:
-            grid = library_programs(kernel, tiles, device)
-        elif not isinstance(num_programs, (int, np.integer)) or isinstance(num_programs, bool) \
-                or num_programs < 0:
-            raise ValueError(f"num_programs must be None (the library's grid), 0 (one per tile) or "
-                             f"a positive int, got {num_programs!r}")
-        else:
-            grid = tiles if num_programs == 0 else min(tiles, int(num_programs))
-        return Launch(stage, kernel, block, tiles, grid, True, spec.writes, spec.sem)
-    return Launch(stage, kernel, block, tiles, tiles, False, spec.writes, spec.sem)
+    else:
+        if spec.check is not None:
+            spec.check(num_local, kernel)
+        if block is not None:
+            block = _power_of_two("block", block)
+    if num_programs is not None and (not isinstance(num_programs, (int, np.integer))
+                                     or isinstance(num_programs, bool) or num_programs < 0):
+        raise ValueError(f"num_programs must be None (the library's grid), 0 (one per tile) or "
+                         f"a positive int, got {num_programs!r}")
+    plan = spec.plan(num_tokens, topk, num_local, _device(device),
+                     block=None if block is None else int(block),
+                     num_programs=None if num_programs is None else int(num_programs))
+    return Launch(stage, kernel, plan.block, plan.num_tiles, plan.grid, spec.persistent, spec.writes,
+                  spec.sem)
+
+
+def _device(device) -> torch.device:
+    from moe_lab import backend
+
+    return torch.device(device) if device is not None else backend.device()
 
 
 def per_line(per_counter: np.ndarray, num_lines: int) -> np.ndarray:
@@ -169,4 +177,4 @@ def per_line(per_counter: np.ndarray, num_lines: int) -> np.ndarray:
 
 __all__ = ["COUNTER_BYTES", "LINE_BYTES", "COUNTERS_PER_LINE", "H100_SMS", "Launch", "launch_config",
            "library_programs", "modelled_stages", "persistent_stages", "writing_stages", "per_line",
-           "PER_SLOT", "PER_BIN", "STORES", "PER_BIN_TICKET"]
+           "PER_SLOT", "PER_BIN", "STORES", "PER_BIN_TICKET", "PER_BIN_FLAG"]

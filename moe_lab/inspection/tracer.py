@@ -52,11 +52,12 @@ _SEM_NAMES = {"ACQUIRE_RELEASE": "acq_rel", "RELAXED": "relaxed", "ACQUIRE": "ac
 
 @contextlib.contextmanager
 def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torch.Tensor | None = None,
-                          ticket_index: int | None = None):
+                          ticket_index: int | None = None, ticket_words: int = 1):
     """Record, per program id, every atomic lane and store that lands in ``counts``.
 
     With ``scratch`` (``one_launch``'s accumulator), atomics on its first ``len(counts)`` entries
-    count as atomics on those counters and atomics on ``scratch[ticket_index]`` as ticket atomics.
+    count as atomics on those counters and atomics on ``scratch[ticket_index]`` (and the
+    ``ticket_words - 1`` words after it: ``handoff``'s state) as ticket atomics.
     Hooks the interpreter's builder, so it sees kernels running in Triton's interpreter only (the
     library's kernels on a CPU machine, or :func:`trace` anywhere). Stores elsewhere (the adjusted
     ids) are ignored; an atomic anywhere else raises, since no stage issues one. Yields a
@@ -71,7 +72,7 @@ def record_counter_writes(counts: torch.Tensor, num_programs: int, scratch: torc
     if scratch is not None:
         regions.append((scratch.data_ptr(), size, scratch.element_size(), "accumulator"))
         if ticket_index is not None:
-            regions.append((scratch.data_ptr() + ticket_index * scratch.element_size(), 1,
+            regions.append((scratch.data_ptr() + ticket_index * scratch.element_size(), ticket_words,
                             scratch.element_size(), "ticket"))
     orig_rmw, orig_store = builder.create_atomic_rmw, builder.create_masked_store
     add_ops = {k for k, v in builder.ir_rmw_op_to_interpreter_rmw_op.items()
@@ -139,25 +140,26 @@ def trace(stage: str, topk_ids: torch.Tensor, start: int, num_local: int, *, blo
     Works on a CPU machine and on a GPU machine alike (the interpreter always runs on the CPU).
     """
     from moe_lab.registry import stage as stage_entry
-    from moe_lab.stages.block_histogram import MAX_BINS
+    from moe_lab.stages.one_launch import SCRATCH_SIZE, TICKET
 
     start, num_local = check_args(topk_ids, start, num_local, stage=stage, needs_triton=False)
     num_tokens, topk = topk_ids.shape
     launch = launch_config(stage, num_tokens, topk, num_local, block=block,
                            num_programs=num_programs, device=device)
     spec = stage_entry(launch.kernel).kernel
+    plan = spec.plan(num_tokens, topk, num_local, device, block=launch.block,
+                     num_programs=launch.num_programs)  # the launch rule the library's own launches follow
     ids = topk_ids.detach().to("cpu").contiguous()
     adjusted = torch.empty_like(ids)
     counts = torch.zeros(num_local, dtype=torch.int32)
-    scratch = torch.zeros(MAX_BINS + 1, dtype=torch.int32)  # accumulators, then the ticket at MAX_BINS
-    with record_counter_writes(counts, launch.num_programs, scratch, MAX_BINS) as rec:
+    scratch = torch.zeros(SCRATCH_SIZE, dtype=torch.int32)  # accumulators, the ticket, handoff's state
+    with record_counter_writes(counts, launch.num_programs, scratch, TICKET, SCRATCH_SIZE - TICKET) as rec:
         if launch.num_programs:  # nothing is launched for empty input
             args = spec.arguments(ids=ids, adjusted=adjusted, counts=counts, scratch=scratch,
                                   num_tokens=num_tokens, topk=topk, num_total=ids.numel(), start=start,
                                   num_local=num_local)
-            interp.interpreted(spec.fn)[(launch.num_programs,)](
-                *args, **spec.constexprs(launch.block, topk, num_local))
-    if scratch.any():
+            interp.interpreted(spec.fn)[(plan.grid,)](*args, **plan.constexprs)
+    if scratch[:TICKET + 1].any():  # accumulators and ticket are zero between calls (handoff's state is not)
         raise AssertionError(f"{stage} left its scratch accumulator dirty: {scratch.nonzero().tolist()}")
     rec.counts, rec.adjusted = counts, adjusted
     return rec

@@ -51,12 +51,15 @@ def call_for(stage: str):
 
 
 def old_best(topk_ids, start, num_local):
-    """``best`` as it was: the same dispatch, ``one_launch`` on the one shared scratch per device."""
+    """``best`` as it was: ``decode`` up to 4096 slots, then ``one_launch`` on the one shared scratch per
+    device."""
     from moe_lab.stages import _launch, best, decode, one_launch, relaxed
 
     start, num_local, adjusted, counts = _launch.prepare(topk_ids, start, num_local, stage="best",
                                                          zero_counts=False)
     kind = best.choose(topk_ids.numel(), num_local)
+    if kind != "relaxed":
+        kind = "decode" if topk_ids.numel() <= 4096 else "one_launch"
     if kind == "decode":
         decode.launch(topk_ids, adjusted, counts, start, num_local)
     elif kind == "one_launch":

@@ -1,12 +1,14 @@
 """Every recorded CSV of the project in one place: its schema, its provenance, a validated reader and writer.
 
-Three kinds of file are recorded on GPUs and read on laptops:
+Kinds of file recorded on GPUs and read on laptops (among them):
 
 * :data:`BENCH`: ``data/bench/*.csv`` from ``python -m moe_lab.measure.bench`` (one row per stage, mode,
   preset, distribution and number of tokens);
 * :data:`EP`: ``data/ep/*.csv`` from ``python -m moe_lab.ep`` (one row per batch, rank and stage);
 * :data:`TUNING`: ``data/tuning/*.csv`` from the launch-parameter sweeps in ``tools/tune_*.py``
-  (one row per launch configuration tried, column ``config``).
+  and ``python -m moe_lab.measure.midsize`` (one row per launch configuration tried, column ``config``);
+* :data:`HOSTCOST`: ``data/hostcost/*.csv`` from ``python -m moe_lab.measure.hostcost`` (host microseconds
+  per eager call of the drop-in and of rtp-llm's function, side by side).
 
 Each row carries where it was measured (:data:`PROVENANCE`: card, driver, CUDA, torch, triton, python,
 date, run id). :func:`provenance` gives those values for this machine, now. :func:`load` refuses a
@@ -154,7 +156,16 @@ RETIME = Schema("retime", (
 ) + _provenance_columns(), where="data/stress/retime_<stamp>.csv, written by moe_lab.measure.stress",
     key=("run_id", "stage", "mode", "round", "tokens"), orders=(("p20_us", "median_us", "p80_us"),))
 
-SCHEMAS = {s.name: s for s in (BENCH, EP, TUNING, DISPATCH, STRESS, RETIME)}
+HOSTCOST = Schema("hostcost", (
+    Column("impl"), Column("process"), Column("num_tokens", "int"), Column("topk", "int"),
+    Column("num_local", "int"), Column("slots", "int"), Column("calls", "int"), Column("repeats", "int"),
+    Column("min_us", "time"), Column("us_per_call", "time"), Column("max_us", "time"),
+    Column("code"),  # which moe_lab was measured (a commit, "before"/"after" a change)
+) + _provenance_columns(),
+    where="data/hostcost/hostcost_<run_id>.csv, written by python -m moe_lab.measure.hostcost",
+    key=("run_id", "code", "impl", "process", "slots"), orders=(("min_us", "us_per_call", "max_us"),))
+
+SCHEMAS = {s.name: s for s in (BENCH, EP, TUNING, DISPATCH, STRESS, RETIME, HOSTCOST)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,5 +387,5 @@ def write(df: pd.DataFrame, path, schema: Schema) -> Path:
     return path
 
 
-__all__ = ["KINDS", "PROVENANCE", "Column", "Schema", "BENCH", "EP", "TUNING", "SCHEMAS",
+__all__ = ["KINDS", "PROVENANCE", "Column", "Schema", "BENCH", "EP", "TUNING", "HOSTCOST", "SCHEMAS",
            "slug", "provenance", "validate", "load", "write"]

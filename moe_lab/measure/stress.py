@@ -4,8 +4,8 @@
     python -m moe_lab.measure.stress --out $OUT --trials 50 --rounds 1   # a quick smoke run
 
 Correctness, each trial on fresh random ids with poisoned outputs, checked bit-exact against
-``verify.reference``, at 8M slots, at a mid size (64K slots: ``one_launch``) and at a decode size
-(256 tokens x top-8: ``decode`` for ``best``, ``one_launch`` for ``one_launch``):
+``verify.reference``, at 8M slots, at a mid size (64K slots: ``handoff`` for ``best``) and at a decode
+size (256 tokens x top-8: ``decode`` for ``best``, ``one_launch`` for ``one_launch``):
 
 * ``two_streams``: two calls on two streams released at the same instant (both wait on one event
   queued behind a GPU sleep, so they really overlap);

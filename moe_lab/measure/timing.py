@@ -62,22 +62,23 @@ def _check(fn, mode) -> None:
         raise ValueError(f"time_us: mode must be one of {MODES}, got {mode!r}")
 
 
-def time_us(fn, mode: str = "eager") -> tuple[float, float, float]:
+def time_us(fn, mode: str = "eager", rep_ms: float = REP_MS) -> tuple[float, float, float]:
     """``(median_us, p20_us, p80_us)`` of calls of ``fn()`` on the current GPU (see the module text).
 
     ``mode="graph"`` needs ``fn`` to be capturable in a CUDA graph (no host sync, no allocation
-    that changes between calls); ``do_bench_cudagraph``'s error says so otherwise.
+    that changes between calls); ``do_bench_cudagraph``'s error says so otherwise. ``rep_ms``: the
+    milliseconds ``do_bench`` spends on each timing (a sweep of many configurations may pass less).
     """
     _check(fn, mode)
     require_gpu("time_us")
     from triton.testing import do_bench, do_bench_cudagraph
 
     if mode == "eager":
-        runs = sorted(tuple(do_bench(fn, warmup=WARMUP_MS, rep=REP_MS, quantiles=list(QUANTILES)))
+        runs = sorted(tuple(do_bench(fn, warmup=WARMUP_MS, rep=rep_ms, quantiles=list(QUANTILES)))
                       for _ in range(EAGER_REPEATS))
         ms = runs[len(runs) // 2]  # the middle run by median: one stalled window does not count
     else:
-        ms = tuple(do_bench_cudagraph(fn, rep=REP_MS, quantiles=list(QUANTILES)))
+        ms = tuple(do_bench_cudagraph(fn, rep=rep_ms, quantiles=list(QUANTILES)))
     median, p20, p80 = (float(v) * 1e3 for v in ms)  # do_bench reports milliseconds
     return median, p20, p80
 

@@ -28,12 +28,10 @@ makes a one-program launch store the counts directly (no memset, no atomics): th
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
-from moe_lab.stages._kernel import PER_BIN, PERSISTENT, Kernel
-from moe_lab.stages._launch import prepare
+from moe_lab.stages._kernel import PER_BIN, PERSISTENT, Kernel, sm_count  # noqa: F401  (sm_count: public here too)
 
 BLOCK = 8192
 NUM_WARPS = 8
@@ -55,26 +53,13 @@ def block_histogram_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, n
         local = (expert >= start) & (expert < start + num_local) & valid_slot
         local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
         tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # unmasked, -1 lands in a bin
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # masked: -1 counts nowhere
     bins = tl.arange(0, NUM_BINS)
     if WRITE_COUNTS:  # a single program owns every counter: store, no atomics, no memset needed
         tl.store(count_ptr + bins, counts, mask=bins < num_local)  # zeros included
     else:  # one atomic per non-empty bin; relaxed: nobody reads a counter before the kernel ends
         tl.atomic_add(count_ptr + bins, counts, mask=(bins < num_local) & (counts > 0),
                       sem="relaxed")
-
-
-_SM_COUNT: dict[int, int] = {}
-
-
-def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of ``device`` (cached; 1 under the interpreter)."""
-    if device.type != "cuda":
-        return 1
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _SM_COUNT[index]
 
 
 def num_bins(num_local: int) -> int:
@@ -97,20 +82,11 @@ KERNEL = Kernel(block_histogram_kernel, grid=PERSISTENT, writes=PER_BIN, sem="re
                 num_warps=lambda block: NUM_WARPS, programs_per_sm=PROGRAMS_PER_SM, check=check_bins)
 
 
-def launch(topk_ids, adjusted, counts, start, num_local, *, block=BLOCK, num_warps=NUM_WARPS,
-           programs_per_sm=PROGRAMS_PER_SM):
-    """Launch on prepared buffers (counts must be zeroed). ``programs_per_sm=0``: one per tile."""
-    num_total = topk_ids.numel()
-    tiles = triton.cdiv(num_total, block)
-    grid = tiles if programs_per_sm <= 0 else min(tiles, programs_per_sm * sm_count(topk_ids.device))
-    block_histogram_kernel[(grid,)](topk_ids, adjusted, counts, num_total, start, num_local,
-                                    BLOCK=block, NUM_BINS=num_bins(num_local), WRITE_COUNTS=False,
-                                    num_warps=num_warps)
+def launch(topk_ids, adjusted, counts, start, num_local, **overrides):
+    """Launch on prepared buffers (counts must be zeroed) by ``KERNEL``'s rule; overrides ``block=``,
+    ``num_warps=``, ``programs_per_sm=`` (``0``: one program per tile) for tuning."""
+    KERNEL.launch(topk_ids, adjusted, counts, start, num_local, **overrides)
 
 
-def run(topk_ids, start, num_local, *, block=BLOCK):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="block_histogram",
-                                                 check=check_bins)
-    if topk_ids.numel():
-        launch(topk_ids, adjusted, counts, start, num_local, block=block)
-    return adjusted, counts
+def run(topk_ids, start, num_local):
+    return KERNEL.run(topk_ids, start, num_local, stage="block_histogram")

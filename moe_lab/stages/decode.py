@@ -9,7 +9,7 @@ What changed: one program walks every tile of the input (the ``block_histogram``
 with a grid of 1 and ``WRITE_COUNTS=True``), so it owns all ``num_local`` counters and simply
 *stores* its final histogram, every counter, zeros included. No memset launch, no atomics, one
 kernel. It is the right tool only while one SM can stream the input quickly, which is why ``best``
-uses it up to ``MAX_SLOTS`` and the multi-program histogram above that.
+uses it up to ``MAX_SLOTS`` and a multi-program histogram above that.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from __future__ import annotations
 import triton
 
 from moe_lab.stages._kernel import SINGLE, STORES, Kernel
-from moe_lab.stages._launch import prepare
 from moe_lab.stages.block_histogram import block_histogram_kernel, check_bins, num_bins
 
-MAX_SLOTS = 4096
+MAX_SLOTS = 2048  # measured on an H200 (python -m moe_lab.measure.midsize --sweep): handoff wins from 4096
 NUM_WARPS = 8
 
 
@@ -37,19 +36,11 @@ KERNEL = Kernel(block_histogram_kernel, grid=SINGLE, writes=STORES, sem="",
                 num_warps=lambda block: NUM_WARPS, check=check_bins, ir_slots=MAX_SLOTS)
 
 
-def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=NUM_WARPS):
-    """Launch on prepared buffers; counts need no zeroing (every one is stored)."""
-    num_total = topk_ids.numel()
-    block_histogram_kernel[(1,)](topk_ids, adjusted, counts, num_total, start, num_local,
-                                 BLOCK=block or tile_size(num_total), NUM_BINS=num_bins(num_local),
-                                 WRITE_COUNTS=True, num_warps=num_warps)
+def launch(topk_ids, adjusted, counts, start, num_local, **overrides):
+    """Launch on prepared buffers by ``KERNEL``'s rule (counts need no zeroing: every one is stored);
+    overrides ``block=``, ``num_warps=`` for tuning."""
+    KERNEL.launch(topk_ids, adjusted, counts, start, num_local, **overrides)
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="decode",
-                                                 zero_counts=False, check=check_bins)
-    if topk_ids.numel() == 0:
-        counts.zero_()
-    else:
-        launch(topk_ids, adjusted, counts, start, num_local)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="decode")

@@ -14,7 +14,6 @@ import triton
 import triton.language as tl
 
 from moe_lab.stages._kernel import PER_SLOT, TOKENS, Kernel
-from moe_lab.stages._launch import prepare
 
 TOKENS_PER_PROGRAM = 32
 
@@ -43,11 +42,4 @@ KERNEL = Kernel(naive_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="naive")
-    num_tokens, topk = topk_ids.shape
-    if topk_ids.numel() == 0:
-        return adjusted, counts
-    grid = (triton.cdiv(num_tokens, TOKENS_PER_PROGRAM),)
-    naive_kernel[grid](topk_ids, adjusted, counts, num_tokens, topk, start, num_local,
-                       TOKENS_PER_PROGRAM=TOKENS_PER_PROGRAM)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="naive")

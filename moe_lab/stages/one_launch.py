@@ -38,8 +38,7 @@ import triton
 import triton.language as tl
 
 from moe_lab.stages._kernel import PER_BIN_TICKET, PERSISTENT, Kernel
-from moe_lab.stages._launch import prepare
-from moe_lab.stages.block_histogram import MAX_BINS, check_bins, num_bins, sm_count
+from moe_lab.stages.block_histogram import MAX_BINS, check_bins, num_bins
 
 PROGRAMS_PER_SM = 4
 
@@ -64,7 +63,7 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
         local = (expert >= start) & (expert < start + num_local) & valid_slot
         local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
         tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # unmasked, -1 lands in a bin
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # masked: -1 counts nowhere
     bins = tl.arange(0, NUM_BINS)
     is_bin = bins < num_local  # NUM_BINS is num_local rounded up to a power of two
     tl.atomic_add(scratch_ptr + bins, counts, mask=is_bin & (counts > 0), sem=ADD_SEM)  # one atomic per bin
@@ -82,17 +81,12 @@ def num_warps(block: int) -> int:
     return 4 if block <= 1024 else 8
 
 
-KERNEL = Kernel(one_launch_kernel, grid=PERSISTENT, writes=PER_BIN_TICKET, sem="relaxed",
-                args=("ids", "adjusted", "counts", "scratch", "num_total", "start", "num_local"),
-                block=lambda topk, num_total: tile_size(num_total),
-                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
-                                                           "TICKET": MAX_BINS},
-                num_warps=num_warps, programs_per_sm=PROGRAMS_PER_SM, check=check_bins, ir_slots=1 << 17)
-
-SCRATCH_SIZE = MAX_BINS + 1  # MAX_BINS accumulators, then the ticket
+TICKET = MAX_BINS  # the ticket, after the MAX_BINS accumulators: all zero between calls
+HANDOFF_STATE = MAX_BINS + 1  # two words of the handoff stage: arrivals and generation, then its flag
+SCRATCH_SIZE = MAX_BINS + 3
 SPARE_STRIDE = -(-SCRATCH_SIZE // 32) * 32  # spares start on 128-byte lines: counter e in line e // 32
 SPARES = 64
-"""Pre-zeroed scratches kept per device for CUDA-graph captures, refilled by eager calls (256 KB)."""
+"""Pre-zeroed scratches kept per device for CUDA-graph captures, refilled by eager calls (264 KB)."""
 
 _LOCK = threading.Lock()  # guards the tables below; the eager hot path only reads them
 _BY_STREAM: dict[tuple, torch.Tensor] = {}  # (device, stream) or (device, stream, capture id) -> scratch
@@ -100,6 +94,7 @@ _SPARE: dict[int, list[torch.Tensor]] = {}  # device index -> pre-zeroed scratch
 
 
 _CURRENT_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton itself asks
+_CAPTURING = getattr(torch._C, "_cuda_isCurrentStreamCapturing", torch.cuda.is_current_stream_capturing)
 
 
 def _raw_stream(index: int) -> int:
@@ -157,8 +152,10 @@ def _fill_spares(index: int, device: torch.device) -> None:
         spares.extend(row[:SCRATCH_SIZE] for row in block.unbind(0))
 
 
-def scratch(device: torch.device) -> torch.Tensor:
-    """A zeroed accumulator (``MAX_BINS`` counters + a ticket) that no concurrent launch shares.
+def scratch(device: torch.device, stream: int | None = None) -> torch.Tensor:
+    """A scratch that no concurrent launch shares: ``MAX_BINS`` accumulators and a ticket, zero between
+    calls, then the two state words of ``handoff`` (``HANDOFF_STATE``), which every handoff launch
+    leaves ready for the next; a fresh scratch is all zeros, which suits both.
 
     What is guaranteed, and why:
 
@@ -180,14 +177,16 @@ def scratch(device: torch.device) -> torch.Tensor:
       eager call on the device before capturing), one is allocated with ``torch.zeros`` inside the
       capture: still correct, at the cost of one memset node in the graph.
 
+    ``stream``: the handle of the current stream of ``device``, where the caller already has it.
     Not covered: a stream handle reused by a new stream while a destroyed one still has work running
     (PyTorch's stream pool never destroys its streams).
     """
     if device.type != "cuda":
         return torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
     index = device.index if device.index is not None else torch.cuda.current_device()
-    stream = _raw_stream(index)
-    if torch.cuda.is_current_stream_capturing():
+    if stream is None:
+        stream = _raw_stream(index)
+    if _CAPTURING():
         return _captured(index, device, stream)
     buffer = _BY_STREAM.get((index, stream))  # a dict read is atomic under the GIL: no lock here
     if buffer is None or len(_SPARE.get(index, ())) < SPARES:
@@ -215,41 +214,26 @@ def _captured(index: int, device: torch.device, stream: int) -> torch.Tensor:
     return buffer
 
 
-def grid_size(num_total: int, device: torch.device, block: int,
-              programs_per_sm: int = PROGRAMS_PER_SM) -> int:
-    """One program per tile, capped at ``programs_per_sm`` per SM (they then loop over tiles)."""
-    return max(1, min(triton.cdiv(num_total, block), programs_per_sm * sm_count(device)))
+KERNEL = Kernel(one_launch_kernel, grid=PERSISTENT, writes=PER_BIN_TICKET, sem="relaxed",
+                args=("ids", "adjusted", "counts", "scratch", "num_total", "start", "num_local"),
+                block=lambda topk, num_total: tile_size(num_total),
+                constexprs=lambda block, topk, num_local: {"BLOCK": block, "NUM_BINS": num_bins(num_local),
+                                                           "TICKET": TICKET},
+                num_warps=num_warps, programs_per_sm=PROGRAMS_PER_SM, check=check_bins,
+                scratch=lambda device, stream=None: scratch(device, stream), ir_slots=1 << 17)
 
 
-def launch(topk_ids, adjusted, counts, start, num_local, *, block=None, num_warps=None,
-           programs_per_sm=PROGRAMS_PER_SM, scratch_buffer=None, **sems):
-    """Launch on prepared buffers; ``counts`` needs no zeroing (the last program stores them all).
+def launch(topk_ids, adjusted, counts, start, num_local, *, scratch_buffer=None, **overrides):
+    """Launch on prepared buffers by ``KERNEL``'s rule; ``counts`` needs no zeroing (the last program
+    stores them all).
 
-    ``sems`` (``ADD_SEM=``, ``TICKET_SEM=``) exist to measure what the ordering costs; the defaults
-    (relaxed adds, acq_rel ticket) are the cheapest correct choice. ``scratch_buffer``: a zeroed
-    ``SCRATCH_SIZE`` int32 tensor to use instead of :func:`scratch`'s (the stress tool passes one).
+    ``overrides``: ``block=``, ``num_warps=``, ``programs_per_sm=`` for tuning, and ``ADD_SEM=``,
+    ``TICKET_SEM=`` to measure what the ordering costs (the defaults, relaxed adds and an acq_rel
+    ticket, are the cheapest correct choice). ``scratch_buffer``: a zeroed ``SCRATCH_SIZE`` int32
+    tensor to use instead of :func:`scratch`'s (the stress tool passes one).
     """
-    num_total = topk_ids.numel()
-    block = block or tile_size(num_total)
-    warps = num_warps or KERNEL.num_warps(block)
-    device = topk_ids.device
-    grid = grid_size(num_total, device, block, programs_per_sm)
-    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
-        with torch.cuda.device(device):  # Triton launches on the current device's current stream
-            return launch(topk_ids, adjusted, counts, start, num_local, block=block, num_warps=warps,
-                          programs_per_sm=programs_per_sm, scratch_buffer=scratch_buffer, **sems)
-    if scratch_buffer is None:
-        scratch_buffer = scratch(device)
-    one_launch_kernel[(grid,)](topk_ids, adjusted, counts, scratch_buffer, num_total, start, num_local,
-                               BLOCK=block, NUM_BINS=num_bins(num_local), TICKET=MAX_BINS,
-                               num_warps=warps, **sems)
+    KERNEL.launch(topk_ids, adjusted, counts, start, num_local, scratch=scratch_buffer, **overrides)
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="one_launch",
-                                                 zero_counts=False, check=check_bins)
-    if topk_ids.numel() == 0:
-        counts.zero_()
-    else:
-        launch(topk_ids, adjusted, counts, start, num_local)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="one_launch")

@@ -17,7 +17,6 @@ import triton
 import triton.language as tl
 
 from moe_lab.stages._kernel import PER_SLOT, TILES, Kernel
-from moe_lab.stages._launch import prepare
 from moe_lab.stages.tl_full import block_size
 
 
@@ -39,16 +38,10 @@ KERNEL = Kernel(relaxed_kernel, grid=TILES, writes=PER_SLOT, sem="relaxed",
                 constexprs=lambda block, topk, num_local: {"BLOCK": block})
 
 
-def launch(topk_ids, adjusted, counts, start, num_local, block=None):
-    """Launch on prepared buffers (counts must be zeroed)."""
-    num_total = topk_ids.numel()
-    block = block or block_size(topk_ids.shape[1])
-    relaxed_kernel[(triton.cdiv(num_total, block),)](topk_ids, adjusted, counts, num_total, start,
-                                                     num_local, BLOCK=block)
+def launch(topk_ids, adjusted, counts, start, num_local, **overrides):
+    """Launch on prepared buffers (counts must be zeroed) by ``KERNEL``'s rule; ``best`` uses it."""
+    KERNEL.launch(topk_ids, adjusted, counts, start, num_local, **overrides)
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="relaxed")
-    if topk_ids.numel():
-        launch(topk_ids, adjusted, counts, start, num_local)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="relaxed")

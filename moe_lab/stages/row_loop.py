@@ -56,13 +56,9 @@ KERNEL = Kernel(row_loop_kernel, grid=TOKENS, writes=PER_SLOT, sem="acq_rel",
 
 def run(topk_ids, start, num_local):
     start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="row_loop")
-    num_tokens, topk = topk_ids.shape
-    if topk_ids.numel() == 0:
-        return adjusted, counts
-    grid = (triton.cdiv(num_tokens, TOKENS_PER_PROGRAM),)
-    try:
-        row_loop_kernel[grid](topk_ids, adjusted, counts, num_tokens, start, num_local,
-                              TOPK=topk, TOKENS_PER_PROGRAM=TOKENS_PER_PROGRAM)
+    topk = topk_ids.shape[1]
+    try:  # Triton itself refuses tl.arange(0, topk) for a topk that is not a power of two
+        KERNEL.launch(topk_ids, adjusted, counts, start, num_local)
     except Exception as err:  # Triton's own error type differs between compiler and interpreter
         if topk & (topk - 1) == 0:
             raise

@@ -13,7 +13,6 @@ import triton
 import triton.language as tl
 
 from moe_lab.stages._kernel import PER_SLOT, TILES, Kernel
-from moe_lab.stages._launch import prepare
 from moe_lab.stages.tl_full import block_size
 
 
@@ -36,16 +35,10 @@ KERNEL = Kernel(scalar_atomic_kernel, grid=TILES, writes=PER_SLOT, sem="acq_rel"
                 constexprs=lambda block, topk, num_local: {"BLOCK": block})
 
 
-def launch(topk_ids, adjusted, counts, start, num_local):
-    """Launch on prepared buffers (counts must be zeroed); used by ``best`` and the benchmarks."""
-    num_total = topk_ids.numel()
-    block = block_size(topk_ids.shape[1])
-    scalar_atomic_kernel[(triton.cdiv(num_total, block),)](topk_ids, adjusted, counts, num_total,
-                                                           start, num_local, BLOCK=block)
+def launch(topk_ids, adjusted, counts, start, num_local, **overrides):
+    """Launch on prepared buffers (counts must be zeroed) by ``KERNEL``'s rule; the benchmarks use it."""
+    KERNEL.launch(topk_ids, adjusted, counts, start, num_local, **overrides)
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="scalar_atomic")
-    if topk_ids.numel():
-        launch(topk_ids, adjusted, counts, start, num_local)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="scalar_atomic")

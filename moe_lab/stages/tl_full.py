@@ -20,7 +20,6 @@ import triton
 import triton.language as tl
 
 from moe_lab.stages._kernel import PER_SLOT, TILES, Kernel
-from moe_lab.stages._launch import prepare
 
 
 def block_size(topk: int) -> int:
@@ -48,11 +47,4 @@ KERNEL = Kernel(tl_full_kernel, grid=TILES, writes=PER_SLOT, sem="acq_rel",
 
 
 def run(topk_ids, start, num_local):
-    start, num_local, adjusted, counts = prepare(topk_ids, start, num_local, stage="tl_full")
-    num_total = topk_ids.numel()
-    if num_total == 0:
-        return adjusted, counts
-    block = block_size(topk_ids.shape[1])
-    tl_full_kernel[(triton.cdiv(num_total, block),)](topk_ids, adjusted, counts, num_total, start,
-                                                     num_local, BLOCK=block)
-    return adjusted, counts
+    return KERNEL.run(topk_ids, start, num_local, stage="tl_full")

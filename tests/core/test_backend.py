@@ -170,7 +170,7 @@ def test_triton_imported_before_moe_lab_still_works():
             "ids = torch.randint(-1, 40, (300, 6), dtype=torch.int32,\n"
             "                    generator=torch.Generator().manual_seed(3))\n"
             "ref = moe_lab.recombine(ids, 0, 32, 'torch')\n"
-            "for v in ('tl_full', 'block_histogram', 'decode', 'one_launch', 'best'):\n"
+            "for v in ('tl_full', 'block_histogram', 'decode', 'one_launch', 'handoff', 'best'):\n"
             "    out = moe_lab.recombine(ids, 0, 32, v)\n"
             "    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1]), v\n"
             "print('ok')\n")

@@ -198,8 +198,8 @@ def test_gpu_graphs_captured_on_one_stream_get_their_own_scratch():
     used, graphs = [], []
     real = one_launch.scratch
 
-    def spy(device):
-        used.append(real(device))
+    def spy(device, stream=None):
+        used.append(real(device, stream))
         return used[-1]
 
     one_launch.scratch = spy

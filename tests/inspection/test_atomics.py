@@ -18,12 +18,22 @@ import moe_lab
 from moe_lab import interp, routing, verify
 from moe_lab.inspection import atomics
 from moe_lab.registry import stage
-from moe_lab.stages import best, block_histogram, decode, one_launch, relaxed, row_loop, scalar_atomic
+from moe_lab.stages import (
+    best,
+    block_histogram,
+    decode,
+    handoff,
+    one_launch,
+    relaxed,
+    row_loop,
+    scalar_atomic,
+)
 
 ATOMIC_STAGES = ("row_loop", "naive", "tl_full", "scalar_atomic", "relaxed", "block_histogram")
 EXPECTED_SEMS = {"row_loop": {"acq_rel"}, "naive": {"acq_rel"}, "tl_full": {"acq_rel"},
                  "scalar_atomic": {"acq_rel"}, "relaxed": {"relaxed"}, "block_histogram": {"relaxed"},
-                 "decode": set(), "one_launch": {"relaxed", "acq_rel"}}  # one_launch: acq_rel ticket
+                 "decode": set(), "one_launch": {"relaxed", "acq_rel"},  # one_launch: acq_rel ticket
+                 "handoff": {"relaxed", "release", "acquire"}}  # handoff: the flag, raised and read
 
 
 # TRITON_INTERPRET=0 on a machine without a GPU (how we rehearse the GPU machine's code paths):
@@ -111,6 +121,18 @@ def test_one_launch_adds_to_scratch_takes_tickets_and_the_last_program_stores_by
     assert t.counts.tolist() == [1, 3, 0, 2] and t.total_atomics == 8 + 3
 
 
+def test_handoff_zeroes_in_the_first_program_and_adds_in_all():
+    topk = ids([[0], [1], [1], [1], [5], [-1], [3], [3]])
+    t = atomics.atomic_traffic("handoff", topk, 0, 4, block=2, num_programs=2)
+    assert t.launch.writes == atomics.PER_BIN_FLAG and t.launch.num_programs == 2
+    # program 0 (the first to arrive): tiles 0, 2 -> bins {0: 1, 1: 1}; program 1: tiles 1, 3 -> {1: 2, 3: 2}
+    assert t.atomics.tolist() == [[1, 1, 0, 0], [0, 1, 0, 1]]
+    assert t.values.tolist() == [[1, 1, 0, 0], [0, 2, 0, 2]]
+    assert t.ticket.tolist() == [3, 3]  # arrival and flag read each; the first raises, the last moves on
+    assert t.stores.tolist() == [[1, 1, 1, 1], [0, 0, 0, 0]] and not t.stored.any()  # the zeros
+    assert t.counts.tolist() == [1, 3, 0, 2] and t.total_atomics == 4 + 6
+
+
 def test_counters_share_a_line_per_32():
     # local experts 0, 31 (line 0), 32 and 63 (line 1), 64 (line 2)
     t = atomics.atomic_traffic("scalar_atomic", ids([[0, 31, 32, 63], [64, 64, -1, 0]]), 0, 65)
@@ -153,7 +175,7 @@ def test_default_blocks_are_the_stages_own():
     sms = block_histogram.sm_count(moe_lab.backend.device())
     assert lib.num_programs == min(tiles, block_histogram.PROGRAMS_PER_SM * sms)
     lib = atomics.launch_config("one_launch", 5000, 8, 32)
-    assert lib.num_programs == one_launch.grid_size(40000, moe_lab.backend.device(), lib.block)
+    assert lib.num_programs == min(-(-40000 // lib.block), one_launch.PROGRAMS_PER_SM * sms)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -224,7 +246,7 @@ def test_model_equals_a_trace_of_the_kernel_per_program(name, seed, replay):
             kw["block"] = int(rng.choice([1, 16, 64, 256]))
         if trial % 2 and name in ("row_loop", "naive"):
             kw["block"] = topk * int(rng.integers(1, 9))
-        if name in ("block_histogram", "one_launch"):
+        if name in ("block_histogram", "one_launch", "handoff"):
             kw["num_programs"] = int(rng.choice([0, 1, 2, 3, 7]))
         what = f"{name} {tuple(topk_ids.shape)} start={start} num_local={num_local} {kw}; {replay}"
         model = atomics.atomic_traffic(name, topk_ids, start, num_local, **kw)
@@ -243,7 +265,7 @@ def test_model_equals_a_trace_of_the_kernel_per_program(name, seed, replay):
 def test_model_equals_a_trace_of_the_librarys_own_launch_code(seed, replay, monkeypatch):
     """No copy of the grid rules here: the library's launch functions run under the recorder."""
     kept = torch.zeros(one_launch.SCRATCH_SIZE, dtype=torch.int32)
-    monkeypatch.setattr(one_launch, "scratch", lambda device: kept)  # a scratch the recorder can watch
+    monkeypatch.setattr(one_launch, "scratch", lambda device, stream=None: kept)  # one the recorder watches
     rng = np.random.default_rng(seed)
     for trial in range(4):
         # trial 0 is large enough for best to pick one_launch, the others mostly decode
@@ -268,6 +290,9 @@ def test_model_equals_a_trace_of_the_librarys_own_launch_code(seed, replay, monk
             ("one_launch", block, k): lambda a, c: one_launch.launch(
                 topk_ids, a, c, start, num_local, block=block, programs_per_sm=k),
             ("one_launch", None, None): lambda a, c: one_launch.launch(topk_ids, a, c, start, num_local),
+            ("handoff", block, k): lambda a, c: handoff.launch(
+                topk_ids, a, c, start, num_local, block=block, programs_per_sm=k),
+            ("handoff", None, None): lambda a, c: handoff.launch(topk_ids, a, c, start, num_local),
             ("best", None, None): lambda a, c: best.run(topk_ids, start, num_local, adjusted_out=a,
                                                         expert_count_out=c),
         }
@@ -276,10 +301,11 @@ def test_model_equals_a_trace_of_the_librarys_own_launch_code(seed, replay, monk
             adjusted = torch.empty_like(topk_ids)
             counts = torch.zeros(num_local, dtype=torch.int32)
             scratch = one_launch.scratch(topk_ids.device)  # what the library's launch will use
-            with atomics.record_counter_writes(counts, model.launch.num_programs, scratch,
-                                               block_histogram.MAX_BINS) as rec:
+            with atomics.record_counter_writes(counts, model.launch.num_programs, scratch, one_launch.TICKET,
+                                               one_launch.SCRATCH_SIZE - one_launch.TICKET) as rec:
                 launch(adjusted, counts)
-            assert not scratch.any(), "one_launch leaves its scratch zeroed"
+            assert not scratch[:one_launch.TICKET + 1].any(), "one_launch leaves its scratch zeroed"
+            assert handoff.state_is_clean(scratch), "handoff leaves its state ready for the next launch"
             assert_same(model, rec, f"{name} block={blk} grid={grid} tokens={num_tokens}; {replay}")
             assert counts.numpy().tolist() == model.counts.tolist()
 

@@ -49,7 +49,8 @@ def test_every_schema_carries_the_provenance_columns():
 
 @pytest.mark.parametrize("folder, schema", [("bench", records.BENCH), ("ep", records.EP),
                                             ("tuning", records.TUNING), ("dispatch", records.DISPATCH),
-                                            ("stress", records.STRESS), ("stress", records.RETIME)])
+                                            ("stress", records.STRESS), ("stress", records.RETIME),
+                                            ("hostcost", records.HOSTCOST)])
 def test_every_recorded_csv_of_the_repository_is_valid(folder, schema):
     files = sorted(paths.data(folder).glob(
         f"{schema.name}_*.csv" if folder == "stress" else "*.csv"))
