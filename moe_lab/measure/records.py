@@ -139,6 +139,8 @@ DISPATCH = Schema("dispatch", (
     Column("num_local", "int"), Column("hidden", "int"), Column("local_slots", "count"),
     Column("rows", "count"), Column("bytes_moved", "count"), Column("median_us", "time"),
     Column("p20_us", "time"), Column("p80_us", "time"),
+    # the launch plan of a fused path, in words (absent from the first recorded runs; empty elsewhere)
+    Column("plan", required=False, nullable=True),
 ) + _provenance_columns(), where="data/dispatch/dispatch_<date>_<card>.csv, written by "
                                  "python -m moe_lab.measure.dispatch_bench",
     key=("run_id", "path", "mode", "num_tokens"), orders=(("p20_us", "median_us", "p80_us"),))

@@ -12,6 +12,10 @@ middle one of :data:`EAGER_REPEATS` independent ``do_bench`` runs (ranked by the
 ``graph``: ``triton.testing.do_bench_cudagraph``: the call captured in a CUDA graph and replayed,
 which removes the CPU's launch cost and leaves the GPU's. ``bench``, the tools and every other
 benchmark of the project time through :func:`time_us`, so a number means the same thing everywhere.
+
+:func:`host_us` measures what an eager caller pays per call: the wall time of many back-to-back calls
+with one synchronisation at the end, divided by the number of calls (the host's work, or the GPU's
+where that is longer).
 """
 
 from __future__ import annotations
@@ -83,4 +87,34 @@ def time_us(fn, mode: str = "eager", rep_ms: float = REP_MS) -> tuple[float, flo
     return median, p20, p80
 
 
-__all__ = ["MODES", "EAGER_REPEATS", "GPURequiredError", "require_gpu", "driver_version", "time_us"]
+HOST_CALLS = 300
+"""Back-to-back calls per :func:`host_us` repeat."""
+HOST_REPEATS = 7
+"""Repeats of :func:`host_us`; the quantiles are over these."""
+
+
+def host_us(fn, calls: int = HOST_CALLS, repeats: int = HOST_REPEATS) -> tuple[float, float, float]:
+    """``(median_us, p20_us, p80_us)`` of the wall time per call of ``calls`` back-to-back calls of
+    ``fn()`` with one ``torch.cuda.synchronize()`` at the end (after a warm-up of the same length)."""
+    _check(fn, "eager")
+    require_gpu("host_us")
+    import time
+
+    import torch
+
+    per_call = []
+    for r in range(repeats + 1):
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        if r:  # the first round is the warm-up
+            per_call.append((time.perf_counter() - began) / calls * 1e6)
+    per_call.sort()
+    pick = [per_call[min(len(per_call) - 1, int(q * len(per_call)))] for q in QUANTILES]
+    return pick[0], pick[1], pick[2]
+
+
+__all__ = ["MODES", "EAGER_REPEATS", "GPURequiredError", "require_gpu", "driver_version", "time_us",
+           "host_us", "HOST_CALLS", "HOST_REPEATS"]

@@ -19,6 +19,7 @@ from operator import itemgetter
 import torch
 
 from moe_lab.checks import check_args, check_outputs
+from moe_lab.launcher import current_stream, hooks_installed, run_binary
 
 POISON: int | None = None
 """Test hook: when set, fresh outputs are filled with this value (never 0) so unwritten slots show."""
@@ -29,12 +30,11 @@ KNOBS = ("block", "num_warps", "programs_per_sm")
 MAX_KEPT = 4096
 """Compiled launches kept (one per key); the table is emptied when full, then refills."""
 
-_KEPT: dict[tuple, tuple] = {}  # key -> (kernel, compiled, launcher, function, metadata, grid, constexprs)
+_KEPT: dict[tuple, tuple] = {}  # key -> (kernel, compiled, grid, constexpr values)
 _DISABLED: list = []  # non-empty once a kept launch was refused by its launcher
 _PICK: dict[tuple, itemgetter] = {}  # a kernel's argument names -> picks them from the launch's values
 _VALUES = ("ids", "adjusted", "counts", "scratch", "num_tokens", "topk", "num_total", "start", "num_local")
 _CURRENT_DEVICE = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
-_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton itself asks
 
 
 def prepare(topk_ids, start, num_local, *, stage: str, zero_counts: bool = True,
@@ -79,23 +79,6 @@ def outputs(topk_ids, num_local: int, adjusted_out=None, expert_count_out=None, 
     return adjusted, counts
 
 
-def _hooks_installed() -> bool:
-    """Whether something (a profiler) listens to Triton's launches: then Triton launches every call."""
-    runtime = _RUNTIME_KNOBS[0] if _RUNTIME_KNOBS else _runtime_knobs()
-    enter, leave = runtime.launch_enter_hook, runtime.launch_exit_hook
-    return bool(getattr(enter, "calls", enter)) or bool(getattr(leave, "calls", leave))
-
-
-_RUNTIME_KNOBS: list = []  # [triton.knobs.runtime], looked up once
-
-
-def _runtime_knobs():
-    from triton import knobs
-
-    _RUNTIME_KNOBS.append(knobs.runtime)
-    return knobs.runtime
-
-
 def _pick(kernel):
     pick = _PICK.get(kernel.args)
     if pick is None:
@@ -126,7 +109,7 @@ def launch(kernel, ids, adjusted, counts, start: int, num_local: int, scratch, o
         with torch.cuda.device(index):
             launch(kernel, ids, adjusted, counts, start, num_local, scratch, overrides)
         return
-    stream = _RAW_STREAM(index) if _RAW_STREAM is not None else torch.cuda.current_stream(index).cuda_stream
+    stream = current_stream(index)
     if scratch is None and kernel.scratch is not None:
         scratch = kernel.scratch(device, stream)
     key = (id(kernel), index, ids.dtype, num_tokens, topk, num_local, start == 1, start % 16 == 0,
@@ -134,13 +117,13 @@ def launch(kernel, ids, adjusted, counts, start: int, num_local: int, scratch, o
     kept = _KEPT.get(key)
     aligned = not ((ids.data_ptr() | adjusted.data_ptr() | counts.data_ptr()
                     | (0 if scratch is None else scratch.data_ptr())) & 15)
-    if kept is not None and aligned and not _hooks_installed():
-        _, _, launcher, function, packed, grid, tail = kept
+    if kept is not None and aligned and not hooks_installed():
+        _, compiled, grid, tail = kept
         values = (ids, adjusted, counts, scratch, num_tokens, topk, num_tokens * topk, start, num_local)
         picked = _pick(kernel)(values)
         args = picked if isinstance(picked, tuple) else (picked,)
         try:
-            launcher(grid, 1, 1, stream, function, packed, None, None, None, *args, *tail)
+            run_binary(compiled, grid, stream, args, tail)
             return
         except TypeError:  # a launcher laid out unlike Triton 3.6-3.9: Triton launches from now on
             _KEPT.clear()
@@ -167,9 +150,7 @@ def _keep(key, kernel, compiled, grid, constexprs, nargs) -> None:
     """Keep a compiled launch for ``key`` where its launcher takes the runtime arguments, then every
     constexpr in order (the layout of Triton 3.6 to 3.9); otherwise keep nothing."""
     params = getattr(kernel.fn, "params", None)
-    try:
-        launcher, function, packed = compiled.run, compiled.function, compiled.packed_metadata
-    except AttributeError:
+    if not all(hasattr(compiled, name) for name in ("run", "function", "packed_metadata")):
         return
     if params is None or any(p.is_constexpr for p in params[:nargs]) \
             or not all(p.is_constexpr for p in params[nargs:]):
@@ -185,7 +166,7 @@ def _keep(key, kernel, compiled, grid, constexprs, nargs) -> None:
     if len(_KEPT) >= MAX_KEPT:
         _KEPT.clear()
     # holding the kernel keeps its id from being reused; holding the compiled kernel keeps its module loaded
-    _KEPT[key] = (kernel, compiled, launcher, function, packed, grid, tuple(tail))
+    _KEPT[key] = (kernel, compiled, grid, tuple(tail))
 
 
 def kept_launches() -> int:

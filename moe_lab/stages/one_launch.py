@@ -37,6 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
+from moe_lab.launcher import current_stream
 from moe_lab.stages._kernel import PER_BIN_TICKET, PERSISTENT, Kernel
 from moe_lab.stages.block_histogram import MAX_BINS, check_bins, num_bins
 
@@ -93,15 +94,7 @@ _BY_STREAM: dict[tuple, torch.Tensor] = {}  # (device, stream) or (device, strea
 _SPARE: dict[int, list[torch.Tensor]] = {}  # device index -> pre-zeroed scratches for captures
 
 
-_CURRENT_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton itself asks
 _CAPTURING = getattr(torch._C, "_cuda_isCurrentStreamCapturing", torch.cuda.is_current_stream_capturing)
-
-
-def _raw_stream(index: int) -> int:
-    """The handle of the current CUDA stream of device ``index`` (the stream Triton launches on)."""
-    if _CURRENT_RAW_STREAM is not None:
-        return _CURRENT_RAW_STREAM(index)
-    return torch.cuda.current_stream(index).cuda_stream
 
 
 _CAPTURE_INFO: list = []  # [ctypes function or None], looked up once
@@ -185,7 +178,7 @@ def scratch(device: torch.device, stream: int | None = None) -> torch.Tensor:
         return torch.zeros(SCRATCH_SIZE, dtype=torch.int32, device=device)
     index = device.index if device.index is not None else torch.cuda.current_device()
     if stream is None:
-        stream = _raw_stream(index)
+        stream = current_stream(index)
     if _CAPTURING():
         return _captured(index, device, stream)
     buffer = _BY_STREAM.get((index, stream))  # a dict read is atomic under the GIL: no lock here

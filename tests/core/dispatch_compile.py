@@ -17,16 +17,23 @@ import triton
 from triton.backends.compiler import GPUTarget
 
 import moe_lab  # noqa: F401
-from moe_lab.dispatch import launch, op
-from moe_lab.dispatch.launch import plan
+from moe_lab.dispatch import blocks, kernels, launch
 from moe_lab.measure import chain
 
 TARGET = GPUTarget("cuda", 90, 32)
 
 
-def build(kernel, signature, constexprs):
-    src = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
-    return triton.compile(src, target=TARGET)
+SPECIALISED = ("x_stride", "x_stride0", "hidden")
+"""Integer arguments that are multiples of 16 at DeepSeek-V3 sizes and that Triton specialises on
+(the token blocks take the hidden size at run time)."""
+
+
+def build(kernel, signature, constexprs, num_warps: int = 4):
+    """Compile as a launch would: pointers 16-byte aligned, the specialised strides multiples of 16."""
+    aligned = [name for name, ty in signature.items() if ty.startswith("*") or name in SPECIALISED]
+    attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]] for name in aligned}
+    src = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(src, target=TARGET, options={"num_warps": num_warps})
 
 
 def resources(cubin: bytes) -> str:
@@ -63,40 +70,50 @@ def signature(kernel, constexprs, scales="*fp32") -> dict:
     return sig
 
 
-def layout_constexprs(num_tokens: int, num_local: int = 32, topk: int = 8, hidden: int = 7168,
-                      padding_skip: bool = True) -> dict:
-    """The layout launch's constexprs exactly as :func:`moe_lab.dispatch.op` derives them."""
-    from moe_lab.dispatch import inputs
+HIDDEN = 7168
+"""DeepSeek-V3's hidden size."""
 
-    cap = inputs.max_rows(num_tokens * topk, num_local, 128)
-    p = plan(num_tokens, topk, num_local, hidden, cap, single=num_tokens * topk <= launch.SINGLE_SLOTS)
-    return {"SINGLE": p.single, "BLOCK_TOKENS": p.block_tokens, "KP": p.topk_p2, "BINS": p.bins,
-            "COPY_COLS": p.copy_cols, "CHUNKS": p.chunks, "COL_BLOCKS": p.col_blocks,
-            "SCALE_BLOCK": triton.next_power_of_2(hidden // 128), "TABLE_ROWS": p.table_rows,
-            "SCAN": p.scan, "RANK_SLOTS": p.rank_slots, "FILL_ROWS": launch.FILL_ROWS,
-            "FILL_BLOCK": p.fill_block, "SKIP_PADDING": padding_skip}
+
+def shape_plan(num_tokens: int, num_local: int = 32, topk: int = 8, hidden: int = HIDDEN,
+               packed: bool = False, graph_safe: bool = True, **override):
+    """The plan :func:`moe_lab.dispatch.prepare_dispatch` takes for this shape (or a forced one)."""
+    cols = (hidden // 128 + 3) // 4 if packed else hidden // 128
+    return launch.plan(num_tokens, topk, num_local, hidden, cols, packed, 128, True, graph_safe, **override)
 
 
 def main() -> int:
     import json
 
     jobs = {}
-    for tokens, num_local, scales in ((64, 32, "*fp32"), (8192, 32, "*fp32"), (4096, 256, "*i32"),
-                                      (512, 1, "*fp32")):
-        consts = layout_constexprs(tokens, num_local)
-        jobs[f"layout_kernel {tokens} tokens, {num_local} experts, scales {scales}"] = (
-            op.layout_kernel, signature(op.layout_kernel, consts, scales), consts)
-    table = {"BINS": 32, "SCAN": launch.SCAN}
-    jobs["table_kernel"] = (op.table_kernel, signature(op.table_kernel, table), table)
-    prefix = {"ALIGN": 128, "BINS": 32}
-    jobs["prefix_kernel"] = (chain.prefix_kernel, signature(chain.prefix_kernel, prefix), prefix)
-    scatter = {"HIDDEN_BLOCK": 8192, "SCALE_BLOCK": 64}
-    jobs["scatter_kernel"] = (chain.scatter_kernel, signature(chain.scatter_kernel, scatter), scatter)
-    for name, (kernel, sig, consts) in jobs.items():
-        compiled = build(kernel, sig, consts)
+    shapes = ((64, 32, False, {}), (512, 32, False, {}), (1024, 32, False, {}), (512, 1, False, {}),
+              (16, 256, True, {}), (512, 32, False, {"source": launch.FROM_IDS, "tile_tokens": 16}))
+    for tokens, num_local, packed, override in shapes:
+        p = shape_plan(tokens, num_local, packed=packed, **override)
+        scales = "*i32" if packed else "*fp32"
+        jobs[f"layout_kernel {tokens} tokens, {num_local} experts, {p.name}, tile {p.tile_tokens}, "
+             f"scales {scales}"] = (kernels.layout_kernel, p.layout.constexprs, scales, p.layout.num_warps)
+    for tokens, num_local, packed in ((4096, 32, False), (32768, 32, True), (4096, 256, False)):
+        cols = (HIDDEN // 128 + 3) // 4 if packed else HIDDEN // 128
+        bp = blocks.plan(tokens, 8, launch.bins_for(num_local), HIDDEN, cols, True,
+                         tokens * 8 + num_local * 127)
+        jobs[f"block_layout_kernel {tokens} tokens, {num_local} experts, {bp.block_tokens}-token blocks"] = (
+            blocks.block_layout_kernel, bp.layout.constexprs, "*i32" if packed else "*fp32", 4)
+    jobs["table_kernel (tile design)"] = (kernels.table_kernel, shape_plan(1024).table.constexprs, "*fp32", 4)
+    jobs["table_kernel (token blocks)"] = (kernels.table_kernel, bp.table.constexprs, "*fp32", 4)
+    for kernel, consts in ((chain.prefix_kernel, {"NUM_EXPERTS": 32, "BLOCK_E": 128, "BLOCK_EXPERTS": 32}),
+                           (chain.scatter_kernel, {"TOPK": 8, "NUM_EXPERTS": 32, "HIDDEN": 7168,
+                                                   "HIDDEN_PAD": 8192, "SCALE_COLS": 56, "SCALE_PAD": 64}),
+                           (chain.transpose_kernel, {"SCALE_PAD": 64})):
+        jobs[kernel.__name__] = (kernel, consts, "*fp32", 8 if kernel is not chain.transpose_kernel else 4)
+    for name, (kernel, consts, scales, warps) in jobs.items():
+        compiled = build(kernel, signature(kernel, consts, scales), consts, warps)
         ptx = compiled.asm["ptx"]
         atomics = ptx.count("atom.global") + ptx.count("red.global")
-        print(json.dumps({"kernel": name, "ptx_lines": len(ptx.splitlines()), "global_atomics": atomics,
+        loads = len(re.findall(r"ld[.]global[.a-z0-9_:]*[.]v4[.]b32", ptx))
+        stores = len(re.findall(r"st[.]global[.a-z0-9_:]*[.]v4[.]b32", ptx))
+        print(json.dumps({"kernel": name, "ptx_lines": len(ptx.splitlines()),
+                          "bar_sync": ptx.count("bar.sync"), "loads16": loads, "stores16": stores,
+                          "global_atomics": atomics,
                           "resources": resources(compiled.asm["cubin"])}), flush=True)
     return 0
 

@@ -10,9 +10,10 @@ import threading
 import pytest
 import torch
 
-from moe_lab.dispatch import compare, op, prepare_dispatch, prepare_dispatch_reference
+from moe_lab import interp
+from moe_lab.dispatch import blocks, compare, inputs, launch, op, prepare_dispatch, prepare_dispatch_reference
 from moe_lab.dispatch.data import make_inputs
-from moe_lab.inspection import hooks
+from moe_lab.launcher import Launcher
 
 
 @pytest.fixture(autouse=True)
@@ -127,19 +128,26 @@ def test_empty_input(device):
 
 
 def test_no_module_state():
-    """Nothing a call leaves behind can reach another call: the op keeps no tensors between calls."""
+    """Nothing a call leaves behind can reach another call: the op keeps no tensors between calls, and
+    its caches (plans per shape, compiled kernels per specialisation) hold numbers and binaries only."""
     state = [n for n, v in vars(op).items()
              if not n.startswith("__") and isinstance(v, (torch.Tensor, dict, list, set))]
     assert state == []
+    p = launch.plan(50, 8, 16, 256, 2, False, 128, False, True)
+    bp = blocks.plan(5000, 8, 16, 256, 2, False, 5000 * 8 + 16 * 127)
+    for launcher in (p.table, p.layout, bp.table, bp.layout):
+        held = [*launcher.constexprs.values(), *launcher.tail, *launcher.binaries.values()]
+        assert not any(isinstance(v, torch.Tensor) for v in held)
+    assert all(isinstance(v, (int, bool, Launcher)) for q in (p, bp) for v in vars(q).values())
 
 
-@pytest.mark.skipif(not hooks.__dict__.get("hooked"), reason="needs moe_lab.inspection.hooks.hooked")
+@pytest.mark.skipif(not interp.__dict__.get("hooked"), reason="needs moe_lab.interp.hooked")
 def test_interrupted_call_leaves_nothing_behind(device):
     if device.type != "cpu":
         pytest.skip("interrupts a kernel inside the interpreter")
     ids, x, scales = make_inputs(300, 8, 64, seed=7, device=device)
     stores = {"n": 0}
-    store = hooks.original("create_masked_store")
+    store = interp.original("create_masked_store")
 
     def stop_midway(*args, **kwargs):
         stores["n"] += 1
@@ -147,7 +155,7 @@ def test_interrupted_call_leaves_nothing_behind(device):
             raise KeyboardInterrupt  # the Stop button, in the middle of the first launch
         return store(*args, **kwargs)
 
-    with pytest.raises(KeyboardInterrupt), hooks.hooked(create_masked_store=stop_midway):
+    with pytest.raises(KeyboardInterrupt), interp.hooked(create_masked_store=stop_midway):
         prepare_dispatch(ids, 8, 8, x, scales)
     check(ids, x, scales, 8, 8)
 
@@ -226,12 +234,132 @@ def test_unordered_compare_catches_a_wrong_row(device):
         "rows: a slot's row does not hold its token's bytes"]
 
 
-@pytest.mark.parametrize("single_slots", [0, 1 << 20], ids=["two launches", "one launch"])
-def test_both_graph_safe_paths(device, monkeypatch, single_slots):
-    """Graph-safe calls take one launch up to launch.SINGLE_SLOTS slots, two above: both are exact."""
-    from moe_lab.dispatch import launch
+SOURCES = [launch.FROM_IDS, launch.FROM_TABLE, "blocks"]
 
-    monkeypatch.setattr(launch, "SINGLE_SLOTS", single_slots)
+
+@pytest.mark.parametrize("source", SOURCES, ids=["one launch", "two launches", "token blocks"])
+@pytest.mark.parametrize("graph_safe", [False, True], ids=["exact", "graph-safe"])
+def test_every_launch_plan_is_exact(device, source, graph_safe):
+    """Whatever the rules choose for a shape, each source of the totals and tile size gives the reference."""
     ids, x, scales = make_inputs(300, 6, 60, hidden=256, packed=True, pad_rows=20, seed=9, device=device)
-    check(ids, x, scales, 20, 20, graph_safe=True, padding="skip")
-    check(ids, x, scales, 20, 20, graph_safe=True, align=16)
+    for tile_tokens, align, padding in ((1, 128, "skip"), (4, 16, "expert"), (16, 128, "expert")):
+        a = inputs.check(ids, 20, 20, x, scales, align, padding, needs_triton=True)
+        want = prepare_dispatch_reference(ids.cpu(), 20, 20, x.cpu(), scales.cpu(), align=align,
+                                          padding=padding)
+        if source == "blocks":
+            bp = blocks.plan(300, 6, 32, 256, a.scale_cols, padding == "skip", 300 * 6 + 20 * (align - 1))
+            got = op.run_blocks(bp, ids, a, x, scales, graph_safe)
+        else:
+            p = launch.plan(300, 6, 20, 256, a.scale_cols, True, align, padding == "skip", graph_safe,
+                            source=source, tile_tokens=tile_tokens)
+            got = op.run(p, ids, a, x, scales, graph_safe)
+        assert compare.problems(got, want, x, scales) == [], (tile_tokens, align, padding)
+
+
+def test_the_rules_route_by_size():
+    """Small calls take the tile design (one launch when graph-safe), large ones the token blocks."""
+    assert launch.choose(64, 8, 32, True)[0] == launch.FROM_IDS
+    assert launch.choose(64, 8, 32, False)[0] == launch.FROM_TABLE
+    assert not launch.uses_blocks(1024, 8, 32) and launch.uses_blocks(1025, 8, 32)
+    assert launch.uses_blocks(64, 8, 256)  # many experts: the table of 16-token tiles would be too large
+
+
+def test_shapes_interleaved_reuse_their_plans(device):
+    """Calls of two shapes and both modes, interleaved: each exact, each shape's plan computed once."""
+    cases = [make_inputs(n, 8, 64, seed=n, pad_rows=n // 5, device=device) for n in (33, 70)]
+    wants = [prepare_dispatch_reference(i.cpu(), 8, 8, xx.cpu(), s.cpu()) for i, xx, s in cases]
+    launch.plan.cache_clear()
+    for _ in range(2):
+        for (ids, x, scales), want in zip(cases, wants):
+            for graph_safe in (True, False):
+                got = prepare_dispatch(ids, 8, 8, x, scales, graph_safe=graph_safe)
+                assert compare.problems(got, want, x, scales) == []
+    info = launch.plan.cache_info()
+    assert info.misses == 4 and info.hits == 4  # 2 shapes x 2 modes computed once, then found
+
+
+def test_launcher_refuses_what_it_cannot_launch():
+    from moe_lab.dispatch import kernels
+
+    with pytest.raises(ValueError, match="constexprs"):
+        Launcher(kernels.table_kernel, {"BINS": 32, "EXTRA": 1}, 4)
+    with pytest.raises(TypeError, match="7 runtime arguments, got 2"):
+        Launcher(kernels.table_kernel, {"BINS": 32, "SCAN": 64, "BY_TILE": False}, 4)(
+            1, torch.zeros(4, dtype=torch.int32), 1)
+
+
+def test_launcher_key_separates_what_triton_specialises_on():
+    """A binary is reused only for arguments of its class: pointer alignment, dtype, int value class."""
+    from moe_lab.dispatch import kernels
+
+    lay = launch.plan(64, 8, 32, 256, 2, False, 128, False, True).layout
+    base = torch.zeros(64, dtype=torch.int32)
+    args = [base] * 7 + [base.view(torch.uint8), 256, base, 2, 1, base, base, 2048, 64, 96, 32, 16, 4096]
+    key = lay.key(args)
+    assert lay.key(args) == key
+    shifted = list(args)
+    shifted[0] = base[1:]  # 4 bytes off a 16-byte boundary
+    assert lay.key(shifted) != key
+    wide = list(args)
+    wide[0] = base.long()
+    assert lay.key(wide) != key
+    stride = list(args)
+    stride[8] = 264  # x_stride is specialised: a multiple of 16 or not is another binary
+    assert lay.key(stride) != key
+    tokens = list(args)
+    tokens[15] = 65  # num_tokens is not specialised: any value shares the binary
+    assert lay.key(tokens) == key
+    assert kernels.layout_kernel is lay.kernel
+
+
+
+
+def test_launch_hooks_are_seen_only_when_installed():
+    """Triton keeps its launch hooks in chains that always exist: empty means none installed."""
+    import triton
+
+    from moe_lab import launcher
+
+    runtime = triton.knobs.runtime
+    assert launcher.hooks_installed() is False
+
+    def hook(metadata):
+        return None
+
+    runtime.launch_enter_hook.add(hook)
+    try:
+        assert launcher.hooks_installed() is True
+    finally:
+        runtime.launch_enter_hook.remove(hook)
+    assert launcher._installed(None) is False and launcher._installed(hook) is True
+
+
+def test_cached_binary_is_launched_as_triton_launches_it(monkeypatch):
+    """After the first launch of a class, the binary Triton returned is called directly, with Triton's
+    own argument order (grid, stream, function, metadata, no launch metadata, no hooks, every argument)."""
+    from moe_lab import launcher
+    from moe_lab.dispatch import kernels
+
+    calls = []
+
+    class Binary:
+        function, packed_metadata = "function", ("metadata",)
+
+        def run(self, *args):
+            calls.append(args)
+
+    monkeypatch.setattr(launcher.backend, "INTERPRETER", False)
+    monkeypatch.setattr(launcher.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(launcher, "current_stream", lambda device: 1234)
+    lay = Launcher(kernels.table_kernel, {"BINS": 32, "SCAN": 64, "BY_TILE": False}, 4)
+    first = []  # the kernel's first launch of a class: through Triton, which returns the binary
+    lay.kernel = type("K", (), {"__getitem__": lambda self, grid: lambda *a, **k: first.append((grid, a, k))
+                                or Binary()})()
+    ids, table = torch.zeros(16, dtype=torch.int32), torch.zeros(64, dtype=torch.int32)
+    lay(2, ids, table, 16, 0, 8, 2, 8)  # the first launch of this class goes through Triton
+    assert first == [((2,), (ids, table, 16, 0, 8, 2, 8), {"BINS": 32, "SCAN": 64, "BY_TILE": False,
+                                                           "num_warps": 4})]
+    lay(3, ids, table, 16, 0, 8, 2, 8)
+    assert calls == [(3, 1, 1, 1234, "function", ("metadata",), None, None, None, ids, table, 16, 0, 8, 2, 8,
+                      32, 64, False)]
+    assert len(lay.binaries) == 1
