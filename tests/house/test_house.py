@@ -119,7 +119,8 @@ def test_the_graph_sees_imports():
 
 PARTS = {
     "core": ("moe_lab", "moe_lab.backend", "moe_lab.checks", "moe_lab.interp", "moe_lab.launcher",
-             "moe_lab.paths", "moe_lab.registry", "moe_lab.routing", "moe_lab.verify", "moe_lab.stages", "moe_lab.dispatch"),
+             "moe_lab.paths", "moe_lab.registry", "moe_lab.routing", "moe_lab.verify", "moe_lab.stages",
+             "moe_lab.dispatch"),
     "inspection": ("moe_lab.inspection",),
     "measure": ("moe_lab.measure",),
     "workbook": ("moe_lab.workbook",),
