@@ -162,7 +162,7 @@ def test_gpu_fast_path_launches_the_kernel_triton_would(stage_name):
             want = verify.reference(ids, start, 32)
             assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (num_tokens, start, offset)
     assert _launch.kept_launches() > 0
-    for key, (spec, _, _, function, _, grid, _) in list(_launch._KEPT.items()):
+    for key, (spec, kept, grid, _) in list(_launch._KEPT.items()):
         num_tokens, topk, num_local = key[3], key[4], key[5]
         plan = spec.plan(num_tokens, topk, num_local, torch.device("cuda"))
         assert grid == plan.grid == launches.launch_config(
@@ -177,7 +177,7 @@ def test_gpu_fast_path_launches_the_kernel_triton_would(stage_name):
             ("num_local", num_local)) if n in spec.args]
         compiled = spec.fn.run(*args, grid=(plan.grid,), warmup=True, **plan.constexprs,
                                num_warps=plan.num_warps)
-        assert compiled.function == function, "the kept launch is not the kernel Triton picks"
+        assert compiled.function == kept.function, "the kept launch is not the kernel Triton picks"
 
 
 @pytest.mark.gpu
