@@ -55,7 +55,7 @@ def block_histogram_kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, n
         local = (expert >= start) & (expert < start + num_local) & valid_slot
         local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
         tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # unmasked, -1 lands in a bin
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # masked: -1 counts nowhere
     bins = tl.arange(0, NUM_BINS)
     if WRITE_COUNTS:  # a single program owns every counter: store, no atomics, no memset needed
         tl.store(count_ptr + bins, counts, mask=bins < num_local)  # zeros included

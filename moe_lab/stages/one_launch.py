@@ -64,7 +64,7 @@ def one_launch_kernel(ids_ptr, adjusted_ptr, count_ptr, scratch_ptr, num_total, 
         local = (expert >= start) & (expert < start + num_local) & valid_slot
         local_expert = tl.where(local, expert - start, -1)  # remote ids and padding both become -1
         tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # unmasked, -1 lands in a bin
+        counts += tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # masked: -1 counts nowhere
     bins = tl.arange(0, NUM_BINS)
     is_bin = bins < num_local  # NUM_BINS is num_local rounded up to a power of two
     tl.atomic_add(scratch_ptr + bins, counts, mask=is_bin & (counts > 0), sem=ADD_SEM)  # one atomic per bin
