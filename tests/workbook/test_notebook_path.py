@@ -109,7 +109,8 @@ def test_make_lab_opens_the_tour_with_news_off():
     makefile = (root / "Makefile").read_text().replace("\\\n", " ")
     lab_args = next(ln for ln in makefile.splitlines() if ln.startswith("LAB_ARGS :="))
     assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in lab_args
-    assert "--notebook-dir=notebooks" in lab_args
+    assert "--notebook-dir=$(STUDENT_DIR) $(LAB_ARGS)" in makefile  # make lab: the student edition
+    assert "--notebook-dir=$(SOLUTION_DIR) $(LAB_ARGS)" in makefile  # make solutions
     assert "--LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings" in lab_args
     overrides = json.loads((root / ".jupyter" / "lab" / "settings" / "overrides.json").read_text())
     assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
