@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -51,9 +50,13 @@ def _env():
                 PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
 
 
-def _student_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "moe_lab.workbook.student", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, env=_env(), timeout=300)
+def _student_cli(*args, cwd, monkeypatch, capsys):
+    """``(exit status, stdout, stderr)`` of the command line run in ``cwd`` (in this process: the one
+    test that runs it as a shell would is the one that pastes the command it prints)."""
+    monkeypatch.chdir(cwd)
+    status = student.main([str(a) for a in args])
+    said = capsys.readouterr()
+    return status, said.out, said.err
 
 
 def _learner_edits(path: Path, text: str = "return 256") -> bytes:
@@ -118,7 +121,7 @@ def test_jupyterlab_checkpoints_and_the_learners_own_files_are_left_alone(tmp_pa
     assert outcome.kept == [] and _snapshot(out) == before
 
 
-def test_a_notebook_the_learner_changed_is_kept_and_the_rest_regenerated(tmp_path, capsys):
+def test_a_notebook_the_learner_changed_is_kept_and_the_rest_regenerated(tmp_path, capsys, monkeypatch):
     src = _source(tmp_path)
     out = tmp_path / "my student"  # a folder with a space: every command printed must still paste
     student.make_student_edition(src, out)
@@ -130,11 +133,12 @@ def test_a_notebook_the_learner_changed_is_kept_and_the_rest_regenerated(tmp_pat
     assert "03_x.ipynb': kept as you left it" in said and "--replace" not in said
     # its source changes: still kept, and the one command that replaces it is printed
     _revise(src, "03_x.ipynb")
-    done = _student_cli("--src", src, "--out", out, "--quiet", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    status, said, err = _student_cli("--src", src, "--out", "my student", "--quiet", cwd=tmp_path,
+                                     monkeypatch=monkeypatch, capsys=capsys)
+    assert status == 0, err
     assert (out / "03_x.ipynb").read_bytes() == mine
-    assert "has changed since your copy was generated" in done.stdout and "03_x.ipynb" in done.stdout
-    command = next(line.strip() for line in done.stdout.splitlines() if "--replace" in line)
+    assert "has changed since your copy was generated" in said and "03_x.ipynb" in said
+    command = next(line.strip() for line in said.splitlines() if "--replace" in line)
     words = shlex.split(command)
     assert words[words.index("--out") + 1] == "my student" and words[-2:] == ["--replace", "03_x.ipynb"]
     replaced = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, env=_env(),
@@ -214,17 +218,19 @@ def test_command_line_refuses_out_notebooks_and_out_dot(tmp_path, monkeypatch, c
     assert (tmp_path / "README.md").read_text() == "keep me"
 
 
-def test_refusals_suggest_commands_a_shell_can_paste(tmp_path):
+def test_refusals_suggest_commands_a_shell_can_paste(tmp_path, monkeypatch, capsys):
     _source(tmp_path)
-    proc = _student_cli("--src", "notebooks", "--out", ".", cwd=tmp_path)
-    assert proc.returncode == 2 and "would overwrite the source notebooks" in proc.stderr
-    suggested = shlex.split(proc.stderr.split("e.g. ", 1)[1])
+    status, _, err = _student_cli("--src", "notebooks", "--out", ".", cwd=tmp_path, monkeypatch=monkeypatch,
+                                  capsys=capsys)
+    assert status == 2 and "would overwrite the source notebooks" in err
+    suggested = shlex.split(err.split("e.g. ", 1)[1])
     assert suggested[0] == "--out" and len(suggested) == 2, suggested  # one folder, not "student edition"
     spaced = tmp_path / "a b"
     spaced.mkdir()
     (spaced / "mine.txt").write_text("x")
-    proc = _student_cli("--src", "notebooks", "--out", "a b", cwd=tmp_path)
-    assert proc.returncode == 2 and "--out 'a b' holds files this tool did not create" in proc.stderr
+    status, _, err = _student_cli("--src", "notebooks", "--out", "a b", cwd=tmp_path, monkeypatch=monkeypatch,
+                                  capsys=capsys)
+    assert status == 2 and "--out 'a b' holds files this tool did not create" in err
 
 
 def test_a_student_edition_as_source_is_refused(tmp_path, monkeypatch, capsys):

@@ -22,6 +22,7 @@ from moe_lab.workbook.exercises import onscreen  # noqa: E402
 from moe_lab.workbook.stubs import CHECK_RE  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+pytestmark = pytest.mark.long  # the whole student edition, once
 
 
 @pytest.fixture(scope="module")
