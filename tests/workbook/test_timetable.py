@@ -16,10 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from moe_lab.workbook import timetable
-from moe_lab.workbook.exercises import EXERCISES
+pytest.importorskip("nbformat", reason="the notebooks built here need nbformat (the workbook's packages)")
+
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
+
+from moe_lab.workbook import timetable  # noqa: E402
+from moe_lab.workbook.exercises import EXERCISES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
