@@ -1,6 +1,9 @@
-# moe-lab: `make lab` opens the workbook, `make test` runs every test (notebooks included).
-# Both create a virtual environment in .venv on first use. Without a GPU the CPU build of torch is
-# installed (torch==2.13.0); with one (nvidia-smi works) the environment sees the system's torch.
+# moe-lab: `make lab` opens the workbook's student edition, `make test` runs every test (notebooks
+# included). Both create a virtual environment in .venv on first use.
+# The student edition (student/, opened by `make lab`) has the exercises as stubs for you to write; the
+# solution edition (notebooks/, opened by `make solutions`) has their answers and is the tested source.
+# Without a GPU the CPU build of torch is installed (torch==2.13.0); with one (nvidia-smi works) the
+# environment sees the system's torch.
 # TRITON_PIN (e.g. triton==3.6.0) installs that Triton in the environment: `make test-triton` uses it.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,17 +14,21 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PORT ?= 8888
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lint lab test test-fast test-triton triton-suite gpu-wheels gpu-test book bench student \
-	browser-deps clean help
+.PHONY: setup lint lab solutions test test-fast test-triton triton-suite gpu-wheels gpu-test book bench \
+	student browser-deps clean help
 
 help:
-	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
-	@echo "make test     set up .venv, run the linter and every test, notebooks included"
-	@echo "make book     execute every notebook headless and render HTML into book/"
-	@echo "make bench    run the GPU benchmark (python -m moe_lab.measure.bench), results into data/bench/"
-	@echo "make student  write the student edition (solutions removed) into student/"
+	@echo "The student edition (student/) has the exercises as stubs for you to write; the solution"
+	@echo "edition (notebooks/) has their answers and is the tested source."
+	@echo "make lab        set up .venv and open the student edition in JupyterLab (written on first use,"
+	@echo "                updated from notebooks/ on every run; notebooks you changed are kept)"
+	@echo "make solutions  open the solution edition (notebooks/) in JupyterLab: the answer key"
+	@echo "make student    write or update the student edition in student/ without opening it"
+	@echo "make test       set up .venv, run the linter and every test, notebooks included"
+	@echo "make book       execute every notebook headless and render HTML into book/"
+	@echo "make bench      run the GPU benchmark (python -m moe_lab.measure.bench), results into data/bench/"
 	@echo "make test-triton TRITON=3.6.0   the CPU suite under that Triton, in .venv-triton-3.6.0"
-	@echo "make gpu-wheels   download the notebook packages as wheels into .whl/ (for a GPU machine)"
+	@echo "make gpu-wheels the notebook packages as wheels in .whl/, for a GPU machine without network"
 	@echo "make gpu-test OUT=dir   on a GPU machine: GPU tests, every notebook, the stress tool"
 
 setup: $(STAMP)
@@ -39,14 +46,19 @@ $(STAMP): pyproject.toml
 	$(PY) tools/lab.py --kernel-only >/dev/null
 	@touch $(STAMP)
 
-# The workbook's kernel ("moe-lab (Python)", this .venv) and JupyterLab's arguments live in
-# tools/lab.py, which conda users run directly; Lab opens on 00_tour.ipynb with no news pop-up.
+# The workbook's kernel ("moe-lab (Python)", this .venv), the editions' folders and JupyterLab's
+# arguments live in tools/lab.py, which conda users run directly.
 .PHONY: kernel
 kernel: setup  # for a .venv made before the workbook had its own kernel
 	@$(PY) tools/lab.py --kernel-only >/dev/null
 
+# The student edition is written on first use and updated on every run; a notebook you changed is kept
+# as you left it (the generator says so, and prints the command that replaces it).
 lab: kernel
 	$(PY) tools/lab.py --port=$(PORT)
+
+solutions: kernel
+	$(PY) tools/lab.py --solutions --port=$(PORT)
 
 browser-deps:
 	@bash tools/browser-deps.sh || echo "browser deps unavailable: the browser test will be skipped"
@@ -54,11 +66,16 @@ browser-deps:
 lint: setup
 	$(PY) -m ruff check moe_lab tests tools
 
+# In parallel, one worker per core (TEST_JOBS=1: one process); a file's tests, a notebook's cells
+# among them, stay on one worker, and files go out in collection order (tests marked long first).
+TEST_JOBS ?= auto
+PARALLEL = -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+
 test: setup browser-deps lint
-	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest $(PYTEST_ARGS)
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 test-fast: setup
-	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest tests -m "not browser and not slow" $(PYTEST_ARGS)
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest tests -m "not browser and not slow" $(PARALLEL) $(PYTEST_ARGS)
 
 # The CPU suite (library tests and every notebook, no browser) under another Triton release, in its
 # own environment; run at both ends of pyproject's triton range before every release.
@@ -70,7 +87,7 @@ test-triton:
 triton-suite: setup
 	@$(PY) -c "import sys, triton; v = triton.__version__; \
 	  sys.exit(0 if v == '$(TRITON)' else f'.venv-triton-$(TRITON) holds Triton {v}')"
-	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
+	TQDM_DISABLE=1 MOE_LAB_QUIET=1 $(PY) -m pytest -m "not browser and not slow" $(PARALLEL) $(PYTEST_ARGS)
 
 # A GPU machine without network: `make gpu-wheels` here, carry .whl/ with the checkout, then
 # `make gpu-test OUT=dir` there (its own python3, which holds CUDA torch). See docs/testing.md.
@@ -91,5 +108,6 @@ bench: setup
 student: setup
 	$(PY) -m moe_lab.workbook.student --out student
 
+# student/ is not removed: it holds the learner's work.
 clean:
-	rm -rf $(VENV) .venv-triton-* book student test-artifacts
+	rm -rf $(VENV) .venv-triton-* book test-artifacts

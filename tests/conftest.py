@@ -2,11 +2,13 @@
 
 * ``import moe_lab`` happens here, before any test module imports a kernel, so that without a GPU
   ``TRITON_INTERPRET=1`` is set before ``@triton.jit`` runs (see ``moe_lab/backend.py``).
+* ``@pytest.mark.long`` tests (minutes each) are collected first, so that parallel workers finish together.
 * ``@pytest.mark.gpu`` tests are skipped, with the reason "needs a CUDA GPU", where
   ``torch.cuda.is_available()`` is False. Run them on a GPU machine with
   ``python -m pytest -m gpu tests``.
 * The ``seed`` fixture draws a fresh seed for every run, so random tests see new inputs each time;
-  tests put it in their failure messages. ``MOE_LAB_TEST_SEED=<n>`` replays one run exactly.
+  tests put it in their failure messages. ``MOE_LAB_TEST_SEED=<n>`` replays one run exactly; a run in
+  parallel (pytest-xdist) hands its seed to its workers the same way.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def pytest_pycollect_makemodule(module_path, parent):
 
 
 def pytest_collection_modifyitems(config, items):
+    # Tests marked `long` (minutes each) first: run in parallel, each worker starts on one of them and
+    # the short ones fill in around, so that no worker is left with a long one at the end.
+    items.sort(key=lambda item: "long" not in item.keywords)
     if HAS_CUDA:
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -73,7 +78,9 @@ def _session_seed() -> int:
     fixed = os.environ.get("MOE_LAB_TEST_SEED")
     if fixed is not None:
         return int(fixed)
-    return random.SystemRandom().randrange(2**31)
+    seed = random.SystemRandom().randrange(2**31)
+    os.environ["MOE_LAB_TEST_SEED"] = str(seed)  # the parallel workers started from here draw the same
+    return seed
 
 
 SESSION_SEED = _session_seed()

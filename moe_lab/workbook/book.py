@@ -4,10 +4,11 @@
     python -m moe_lab.workbook.book --out /tmp/b notebooks/02_first_kernels.ipynb
 
 Each notebook is executed from scratch by a fresh kernel (nbclient), in a copy: the notebooks in
-``notebooks/`` are never modified. The book is built in a temporary folder that replaces ``--out`` only
-when complete, and ``--out`` is refused (exit status 2) when it is, holds or sits inside the notebooks'
-folder, or holds files this tool did not write (:mod:`moe_lab.workbook.generated`). The kernel starts in the
-notebook's own folder, as in JupyterLab.
+``notebooks/`` are never modified. The book is built in a temporary folder, then ``--out`` is updated
+from it (:mod:`moe_lab.workbook.generated`): building again replaces its own earlier output, keeps a file
+someone changed since (and says so), and leaves other files alone. ``--out`` is refused (exit status
+2) when it is, holds or sits inside the notebooks' folder, or is a folder this tool did not write. The
+kernel starts in the notebook's own folder, as in JupyterLab.
 The executed copy (``.ipynb``) and its HTML (nbconvert) land in ``--out``, with an ``index.html``
 linking them. Without a GPU the kernels run in Triton's interpreter and performance plots use the
 recorded GPU results; with one, the notebooks measure live. Exit status 1 if any notebook failed;
@@ -36,24 +37,44 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
-def build_one(path: Path, out: Path, *, timeout: int = 600, kernel_name: str | None = None) -> dict:
-    """Execute ``path`` into ``out/<name>.ipynb`` and render ``out/<name>.html``; return a summary."""
+def kernel_environment() -> None:
+    """Set, in this process's environment (the kernels it starts inherit it), what a headless run
+    needs: short logs, no progress bars, and this moe_lab importable even where it is not installed."""
+    os.environ.setdefault("MOE_LAB_QUIET", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    root = str(paths.PACKAGE.parent)
+    paths_env = os.environ.get("PYTHONPATH", "")
+    if root not in paths_env.split(os.pathsep):
+        os.environ["PYTHONPATH"] = root + (os.pathsep + paths_env if paths_env else "")
+
+
+def execute(path: Path, *, timeout: int = 600, kernel_name: str | None = None):
+    """``(executed notebook, error or None, seconds)``: ``path`` run top to bottom by a fresh kernel that
+    starts in the notebook's own folder, as *Run All* in JupyterLab (it stops at the first error, except
+    in cells tagged ``raises-exception``). The file itself is not changed."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(path, as_version=4)
-    kwargs = {"timeout": timeout, "resources": {"metadata": {"path": str(path.parent)}}}
+    kwargs = {"timeout": timeout, "resources": {"metadata": {"path": str(Path(path).parent)}}}
     if kernel_name:
         kwargs["kernel_name"] = kernel_name
     started = time.perf_counter()
     error = None
     try:
         NotebookClient(nb, **kwargs).execute()
-    except CellExecutionError as err:  # the executed-so-far notebook is still rendered, error included
+    except CellExecutionError as err:  # the executed-so-far notebook is kept, error included
         error = str(err).strip()
-    seconds = time.perf_counter() - started
+    return nb, error, time.perf_counter() - started
+
+
+def build_one(path: Path, out: Path, *, timeout: int = 600, kernel_name: str | None = None) -> dict:
+    """Execute ``path`` into ``out/<name>.ipynb`` and render ``out/<name>.html``; return a summary."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb, error, seconds = execute(path, timeout=timeout, kernel_name=kernel_name)
     ipynb, page = out / path.name, out / path.with_suffix(".html").name
     nbformat.write(nb, ipynb)
     body, _ = HTMLExporter().from_notebook_node(nb)
@@ -99,33 +120,30 @@ def main(argv=None) -> int:
         return 1
     sources = {p.resolve().parent for p in chosen} | {source.resolve()}
     try:
-        generated.check_target(args.out, sorted(sources), kind="book")
+        names = ["index.html"] + [n for p in chosen for n in (p.name, p.with_suffix(".html").name)]
+        generated.check_target(args.out, sorted(sources), kind="book", names=names)
     except generated.RefusedOutput as err:
         print(f"moe_lab.workbook.book: {err}", file=sys.stderr)
         return 2
-    os.environ.setdefault("MOE_LAB_QUIET", "1")   # the kernel inherits these
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    # The kernel imports this moe_lab even where the package is not installed.
-    root = str(paths.PACKAGE.parent)
-    paths_env = os.environ.get("PYTHONPATH", "")
-    if root not in paths_env.split(os.pathsep):
-        os.environ["PYTHONPATH"] = root + (os.pathsep + paths_env if paths_env else "")
+    kernel_environment()
     built = []
     try:
-        with generated.replacing(args.out, sorted(sources)[0], kind="book") as tmp:
-            generated.check_target(args.out, sorted(sources), kind="book")
+        with generated.replacing(args.out, sorted(sources), kind="book") as build:
             for path in chosen:
                 print(f"executing {path} ...", flush=True)
-                b = build_one(path.resolve(), tmp, timeout=args.timeout, kernel_name=args.kernel)
+                b = build_one(path.resolve(), build.tmp, timeout=args.timeout, kernel_name=args.kernel)
                 built.append(b)
                 state = "FAILED" if b["error"] else "ok"
                 print(f"  {state} in {b['seconds']:.1f} s -> {args.out / b['html'].name}", flush=True)
                 if b["error"]:
                     print("\n".join("    " + line for line in b["error"].splitlines()[-25:]), file=sys.stderr)
-            write_index(built, tmp)
+            write_index(built, build.tmp)
     except generated.RefusedOutput as err:
         print(f"moe_lab.workbook.book: {err}", file=sys.stderr)
         return 2
+    for kept in build.outcome.kept:
+        print(f"{generated.quoted(kept.path)}: kept as you left it (changed since it was built); move it "
+              f"out of {generated.quoted(args.out)} to get the new one")
     index = args.out / "index.html"
     failed = [b["name"] for b in built if b["error"]]
     print(f"book written: {index.resolve()}"

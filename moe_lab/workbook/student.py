@@ -1,8 +1,10 @@
 """Write the student edition of the notebooks: solutions replaced by stubs, outputs cleared.
 
-The notebooks in ``notebooks/`` are the solution edition and the source of truth (they are executed and
-nbval-tested). Inside a code cell, a solution sits between two marker lines at the indentation of the
-code it belongs to::
+The workbook comes in two editions. The **solution edition** (``notebooks/``) holds every exercise's
+answer; it is the source of truth, executed and nbval-tested, and the instructor's answer key. The
+**student edition** (``student/``, what ``make lab`` opens) is generated from it: the exercises are stubs
+for the learner to write. Inside a code cell of the solution edition, a solution sits between two marker
+lines at the indentation of the code it belongs to (:mod:`moe_lab.workbook.markers`)::
 
     @triton.jit
     def kernel(ids_ptr, adjusted_ptr, count_ptr, num_total, start, num_local, BLOCK: tl.constexpr):
@@ -23,50 +25,55 @@ marker's indentation, which keeps the cell valid Python and contains ``YOUR CODE
 
 Every notebook of the source folder is copied (notebooks without exercises too) with its outputs and
 execution counts cleared; ``nbval-check-output`` tags are removed from exercise and check cells (a
-student's output differs from the stored one); a README.md for students is written next to them.
-Unbalanced, nested or near-miss markers (``# begin solution``, ``#BEGIN SOLUTIONS``) are refused with an
-error naming the notebook and the cell. The output folder is written aside and swapped in when complete;
-the generator refuses a source that is itself a student edition and an output folder that is the
-source, holds files it did not write, or holds generated files changed since (see
-:mod:`moe_lab.workbook.generated`).
+student's output differs from the stored one); a markdown paragraph or list item that describes the
+solution markers (which the student edition does not have) becomes :data:`STUDENT_NOTE`; a README.md for
+students is written next to them. Unbalanced, nested or near-miss markers (``# begin solution``,
+``#BEGIN SOLUTIONS``) are refused with an error naming the notebook and the cell.
 
-    python -m moe_lab.workbook.student --out student          # or: make student
+Generating again updates the folder in place (:mod:`moe_lab.workbook.generated`): every file as generated
+is replaced, a notebook the learner changed is kept as they left it (and reported, with the command that
+replaces it when its source has changed since), files the learner added are left alone.
+
+    python -m moe_lab.workbook.student --out student          # or: make student (make lab does it too)
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 from pathlib import Path
 
 import nbformat
 
+from moe_lab import paths
 from moe_lab.workbook import generated
 from moe_lab.workbook.exercises.catalogue import MARKER
+from moe_lab.workbook.markers import has_solution
+from moe_lab.workbook.stubs import (  # noqa: F401  (the student edition's names, in one place)
+    CHECK_RE,
+    KERNEL_STUB,
+    STUDENT_NOTE,
+    TOP_LEVEL_STUB,
+    MarkerError,
+    leaked_solutions,
+    strip_solutions,
+    student_markdown,
+    student_notebook,
+)
 
-BEGIN = "# BEGIN SOLUTION"
-END = "# END SOLUTION"
-KERNEL_STUB = f"pass  # {MARKER}"
-TOP_LEVEL_STUB = f"pass  # {MARKER}"
-
-_BEGIN_RE = re.compile(r"^\s*# BEGIN SOLUTION\s*$")
-_END_RE = re.compile(r"^\s*# END SOLUTION\s*$")
-# anything that looks like a marker but is not exactly one (`# begin solution`, `#BEGIN SOLUTIONS`,
-# `# END-SOLUTION`): refused, or the solution under it would ship to students
-_NEAR_MISS_RE = re.compile(r"^\s*#+\s*(begin|end|start|stop)[\s_-]*(of[\s_-]*)?solutions?\b", re.I)
-_DEF_RE = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)")
-_CHECK_RE = re.compile(r"\bcheck\(\s*['\"]")
-_OUTPUT_TAGS = {"nbval-check-output"}  # tags that make nbval compare a cell's output
 _ASSET_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".csv"}
+KIND = "student edition"
 
 STUDENT_README = """\
 # moe-lab, student edition
 
-These notebooks are the moe-lab workbook with the exercise solutions taken out. Open them in
-JupyterLab (`make lab` from the repository root opens the solution edition; for this folder run
-`.venv/bin/jupyter lab --notebook-dir=student`) and work through them in order.
+This folder is the **student edition** of the moe-lab workbook: every exercise is a stub for you to
+write. The **solution edition** (`notebooks/` in the repository, opened by `make solutions`) holds the
+answers; it is the tested source this folder was generated from.
+
+`make lab`, from the repository root, opens this folder in JupyterLab on `00_tour.ipynb` (it writes the
+folder first if it is missing). Work through the notebooks in order.
 
 How an exercise works:
 
@@ -79,7 +86,9 @@ How an exercise works:
    `not done yet`. Stuck? `moe_lab.workbook.exercises.example("<name>")` shows a worked example,
    `moe_lab.workbook.exercises.hint("<name>", 1)` a nudge (levels 2 and 3 say more), and
    `moe_lab.workbook.exercises.progress()` what you have passed so far.
-3. Run the rest of the notebook as usual: every cell runs even while an exercise is not done.
+3. The shipped answer and its walk-through appear once your check passes (run their cell again), or
+   when you ask with `moe_lab.workbook.exercises.solution("<name>")`.
+4. Run the rest of the notebook as usual: every cell runs even while an exercise is not done.
 
 Without a GPU the kernels run in Triton's interpreter on the CPU (slower, exact); the checker also
 checks every load, store and atomic against the buffers, so a missing mask is caught on a laptop.
@@ -89,152 +98,31 @@ The exercises (`moe_lab.workbook.exercises.EXERCISES` lists them):
 
 {table}
 
-This folder was generated by `python -m moe_lab.workbook.student` (`make student`) from `notebooks/`.
-Generating again replaces it only while every file is as generated: once you have edited a notebook
-here, the generator refuses (your work stays) until you move that notebook elsewhere.
+Your work here is safe. `make lab` and `make student` (`python -m moe_lab.workbook.student --out
+student`) regenerate this folder from `notebooks/`, but a notebook you changed is kept as you left it,
+and files you add are left alone. When the source of a notebook you changed has changed since, they say
+so and print the one command that replaces your copy with the new one (yours is then kept beside it as
+`NAME.yours.ipynb`).
 """
-
-
-class MarkerError(ValueError):
-    """Solution markers that do not pair up (names the notebook and the cell)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# one cell
-
-def _indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip())]
-
-
-def _stub_for(before: list[str], indent: str) -> str:
-    """The stub for a solution whose marker has ``indent``, given the cell's lines above it."""
-    for i in range(len(before) - 1, -1, -1):
-        m = _DEF_RE.match(before[i])
-        if m and len(m.group(1)) < len(indent):
-            decorators = []
-            j = i - 1
-            while j >= 0 and before[j].strip().startswith("@"):
-                decorators.append(before[j].strip())
-                j -= 1
-            if any("jit" in d for d in decorators):
-                return KERNEL_STUB
-            return f'raise NotImplementedError("{MARKER}: write the body of {m.group(2)}")'
-    return TOP_LEVEL_STUB
-
-
-def strip_solutions(source: str, where: str = "cell") -> tuple[str, list[list[str]]]:
-    """``(student source, removed solutions)`` for one code cell's source: one list of lines per region.
-
-    ``where`` names the cell in error messages (e.g. ``"notebooks/03_x.ipynb, cell 7"``).
-    """
-    lines = source.split("\n")
-    out: list[str] = []
-    removed: list[list[str]] = []
-    i = 0
-    for n, line in enumerate(lines):
-        if _NEAR_MISS_RE.match(line) and not (_BEGIN_RE.match(line) or _END_RE.match(line)):
-            raise MarkerError(f"{where}: line {n + 1} looks like a solution marker but is not one: "
-                              f"{line.strip()!r}; write exactly {BEGIN!r} / {END!r}")
-    while i < len(lines):
-        line = lines[i]
-        if _END_RE.match(line):
-            raise MarkerError(f"{where}: line {i + 1} has {END!r} without a {BEGIN!r} before it")
-        if not _BEGIN_RE.match(line):
-            out.append(line)
-            i += 1
-            continue
-        j = i + 1
-        while j < len(lines) and not _END_RE.match(lines[j]):
-            if _BEGIN_RE.match(lines[j]):
-                raise MarkerError(f"{where}: line {j + 1} opens {BEGIN!r} again before the one on line "
-                                  f"{i + 1} is closed with {END!r}")
-            j += 1
-        if j == len(lines):
-            raise MarkerError(f"{where}: {BEGIN!r} on line {i + 1} is never closed with {END!r}")
-        indent = _indent(line)
-        out.append(indent + _stub_for(lines[:i], indent))
-        removed.append(lines[i + 1:j])
-        i = j + 1
-    return "\n".join(out), removed
-
-
-def has_solution(source: str) -> bool:
-    return any(_BEGIN_RE.match(line) for line in source.split("\n"))
-
-
-# --------------------------------------------------------------------------------------------------
-# one notebook
-
-def student_notebook(nb, name: str = "notebook"):
-    """``(student copy, removed solutions)`` of a notebook node (the input is not changed)."""
-    nb = _deepcopy(nb)
-    removed_all: list[list[str]] = []
-    for index, cell in enumerate(nb.cells):
-        cell.metadata.pop("execution", None)
-        if cell.cell_type != "code":
-            continue
-        cell_id = cell.get("id")
-        where = f"{name}, cell {index}" + (f" (id {cell_id})" if cell_id else "")
-        exercise = has_solution(cell.source)
-        source, removed = strip_solutions(cell.source, where)  # also refuses a stray END marker
-        removed_all.extend(removed)
-        cell.source = source
-        cell.outputs = []
-        cell.execution_count = None
-        if exercise or _CHECK_RE.search(source):
-            tags = [t for t in cell.metadata.get("tags", []) if t not in _OUTPUT_TAGS]
-            if tags:
-                cell.metadata["tags"] = tags
-            else:
-                cell.metadata.pop("tags", None)
-    nb.metadata.pop("widgets", None)
-    jupytext = nb.metadata.get("jupytext")
-    if isinstance(jupytext, dict):
-        jupytext.pop("formats", None)  # no paired .py (with solutions) next to the student copy
-        if not jupytext:
-            nb.metadata.pop("jupytext")
-    nb.metadata["moe_lab"] = {"edition": "student"}
-    return nb, removed_all
-
-
-def _deepcopy(nb):
-    return nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
-
-
-def _substantive(lines: list[str]) -> list[str]:
-    """Lines that would give a solution away: not blank, not a comment, not a short keyword line."""
-    return [ln.strip() for ln in lines if len(ln.strip()) >= 12 and not ln.strip().startswith("#")]
-
-
-def leaked_solutions(nb, removed: list[list[str]]) -> list[list[str]]:
-    """Solutions that ``nb`` still gives away: at least half of a solution's substantive lines (two or
-    more) appear somewhere in the notebook's JSON text (a cell's source, a markdown cell, an output).
-    A single common line, such as ``pid = tl.program_id(0)`` in a scaffold, is not a leak."""
-    text = nbformat.writes(nb)
-    leaks = []
-    for region in removed:
-        lines = _substantive(region)
-        shown = [ln for ln in lines if ln in text or ln.replace('"', '\\"') in text]
-        if len(shown) >= 2 and 2 * len(shown) >= len(lines):
-            leaks.append(shown)
-    return leaks
 
 
 # --------------------------------------------------------------------------------------------------
 # a folder
 
-def make_student_edition(src_dir="notebooks", out_dir="student") -> list[Path]:
-    """Write the student edition of every notebook in ``src_dir`` into ``out_dir``; return the paths.
+def make_student_edition(src_dir=None, out_dir="student", *, replace=()) -> generated.Outcome:
+    """Write the student edition of every notebook in ``src_dir`` (default: the checkout's solution
+    edition, :func:`moe_lab.paths.notebooks`) into ``out_dir``; return what was done.
 
     Notebooks with exercises get their solutions replaced by stubs; every notebook is written without
     outputs; picture and CSV files beside the notebooks are copied; ``out_dir/README.md`` explains the
-    edition. The folder is built aside and swapped in only when complete (:mod:`moe_lab.workbook.generated`):
-    an ``out_dir`` that is or contains the sources, holds files this tool did not write, or holds a
-    generated file the learner has since changed is refused. Raises :class:`MarkerError` (naming the
-    notebook and cell) for unbalanced or near-miss markers, ``ValueError`` for a student edition given
-    as source or a solution that would leak.
+    edition. ``out_dir`` is updated file by file (:mod:`moe_lab.workbook.generated`): a notebook the learner
+    changed is kept (``outcome.kept``) unless named in ``replace`` (then their copy is moved beside it,
+    ``outcome.backups``). Refused (:class:`~moe_lab.workbook.generated.RefusedOutput`): an ``out_dir`` that
+    is or contains the sources, a folder this tool did not write, a file or link in the way. Raises
+    :class:`MarkerError` (naming the notebook and cell) for unbalanced or near-miss markers,
+    ``ValueError`` for a student edition given as source or a solution that would leak.
     """
-    src, out = Path(src_dir), Path(out_dir)
+    src, out = Path(src_dir) if src_dir is not None else paths.notebooks(), Path(out_dir)
     if not src.is_dir():
         raise ValueError(f"src_dir must be a folder of notebooks, got {str(src)!r} (not a folder)")
     notebooks = sorted(p for p in src.glob("*.ipynb"))
@@ -242,16 +130,16 @@ def make_student_edition(src_dir="notebooks", out_dir="student") -> list[Path]:
         raise ValueError(f"src_dir {str(src)!r} has no .ipynb notebooks")
     manifest = generated.read_manifest(src)
     if manifest is not None:
-        raise ValueError(f"--src {src} is a generated {manifest.get('kind', 'folder')}, not the solution "
-                         f"notebooks: use --src notebooks")
+        raise ValueError(f"--src {generated.quoted(src)} is a generated {manifest.get('kind', 'folder')}, "
+                         f"not the solution edition: use {_src_flag()}")
     students = []
     for path in notebooks:  # convert everything first: nothing is written if one notebook is refused
         if path.is_symlink():
             raise ValueError(f"{path} is a symlink: the source notebooks must be real files")
         nb = nbformat.read(path, as_version=4)
         if nb.metadata.get("moe_lab", {}).get("edition") == "student":
-            raise ValueError(f"--src {src}: {path.name} is a student edition (its solutions are gone): "
-                             f"use --src notebooks")
+            raise ValueError(f"--src {generated.quoted(src)}: {path.name} is a student edition (its "
+                             f"solutions are gone): use {_src_flag()}")
         student, removed = student_notebook(nb, name=str(path))
         leaks = leaked_solutions(student, removed)
         if leaks:
@@ -261,25 +149,27 @@ def make_student_edition(src_dir="notebooks", out_dir="student") -> list[Path]:
                                              and has_solution(c.source)])))
     if not any(n for _, _, n in students) and any(
             MARKER in c.source for _, nb, _ in students for c in nb.cells if c.cell_type == "code"):
-        raise ValueError(f"--src {src} holds stubs but no solutions: it looks like a student edition; "
-                         f"use --src notebooks")
-    written = []
-    with generated.replacing(out, src, kind="student edition") as tmp:
+        raise ValueError(f"--src {generated.quoted(src)} holds stubs but no solutions: it looks like a "
+                         f"student edition; use {_src_flag()}")
+    with generated.replacing(out, src, kind=KIND, replace=replace) as build:
         for path, student, _ in students:
-            target = tmp / path.name
-            nbformat.write(student, target)
-            written.append(target)
+            nbformat.write(student, build.tmp / path.name)
         for asset in sorted(src.rglob("*")):
             if (asset.is_file() and not asset.is_symlink() and asset.suffix.lower() in _ASSET_SUFFIXES
                     and ".ipynb_checkpoints" not in asset.parts):
-                target = tmp / asset.relative_to(src)
+                target = build.tmp / asset.relative_to(src)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(asset, target)
-                written.append(target)
-        readme = tmp / "README.md"
-        readme.write_text(STUDENT_README.format(table=_exercise_table(students)))
-        written.append(readme)
-    return generated.relocate(written, tmp, out)
+        (build.tmp / "README.md").write_text(STUDENT_README.format(table=_exercise_table(students)))
+    return build.outcome
+
+
+def _src_flag() -> str:
+    """``--src`` and the solution edition's folder, as a shell would take them."""
+    try:
+        return f"--src {generated.here(paths.notebooks())}"
+    except paths.MissingFiles:
+        return "--src notebooks"
 
 
 def _exercise_table(students) -> str:
@@ -294,27 +184,72 @@ def _exercise_table(students) -> str:
     return "\n".join(rows)
 
 
+def _command(*args) -> str:
+    """A command line a shell can paste: this interpreter (relative to here when below it) and ``args``
+    (already shell words)."""
+    return " ".join([generated.here(sys.executable), *map(str, args)])
+
+
+def kept_notes(outcome: generated.Outcome, src: Path, src_arg=None) -> list[str]:
+    """What to tell the learner about each notebook of theirs that was kept."""
+    notes = []
+    for kept in outcome.kept:
+        mine = generated.quoted(kept.path)
+        if kept.dropped:
+            notes.append(f"{mine}: kept as you left it (the workbook no longer has this file)")
+            continue
+        extra = " (it holds solutions: a copy of the solution edition?)" if kept.solutions else ""
+        if not kept.source_changed:
+            notes.append(f"{mine}: kept as you left it{extra}")
+            continue
+        name = kept.path.relative_to(outcome.out).as_posix()
+        backup = kept.path.with_name(f"{kept.path.stem}.yours{kept.path.suffix}").name
+        args = ["-m", "moe_lab.workbook.student"] + (["--src", generated.here(src_arg)] if src_arg else []) \
+            + ["--out", generated.here(outcome.out), "--replace", generated.quoted(name)]
+        notes.append(f"{mine}: kept as you left it{extra}; its source {paths.shown(src / name)} has changed "
+                     f"since your copy was generated. To replace your copy with the new one (yours is "
+                     f"kept beside it, as {backup} or a numbered name):\n    {_command(*args)}")
+    return notes
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m moe_lab.workbook.student",
-        description="Write the student edition of the notebooks (solutions replaced by stubs, outputs "
-                    "cleared).")
-    parser.add_argument("--src", default="notebooks",
-                        help="folder of solution notebooks (default: notebooks)")
+        description="Write or update the student edition of the notebooks (solutions replaced by stubs, "
+                    "outputs cleared). Notebooks you changed are kept as you left them.")
+    parser.add_argument("--src", default=None,
+                        help="folder of solution notebooks (default: the checkout's notebooks/)")
     parser.add_argument("--out", default="student", help="folder to write (default: student)")
+    parser.add_argument("--replace", action="append", default=[], metavar="NOTEBOOK",
+                        help="replace this notebook even though you changed it (your copy is kept "
+                             "beside it as NAME.yours.ipynb); may be given several times")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only what concerns your own work, and one line of summary")
     args = parser.parse_args(argv)
     try:
-        paths = make_student_edition(args.src, args.out)
-    except (ValueError, OSError) as err:  # RefusedOutput and MarkerError are ValueErrors
+        src = Path(args.src) if args.src else paths.notebooks()
+        out = Path(args.out).absolute()
+        replace = [Path(r).absolute().relative_to(out).as_posix() if Path(r).absolute().is_relative_to(out)
+                   else r for r in args.replace]  # student/03_x.ipynb or 03_x.ipynb
+        outcome = make_student_edition(src, args.out, replace=replace)
+    except (ValueError, OSError) as err:  # RefusedOutput, MarkerError and paths.MissingFiles among them
         print(f"moe_lab.workbook.student: {err}", file=sys.stderr)
         return 2
-    for p in paths:
-        if p.suffix == ".ipynb":
-            nb = nbformat.read(p, as_version=4)
-            n = sum(MARKER in c.source for c in nb.cells if c.cell_type == "code")
+    notebooks = [p for p in outcome.written if p.suffix == ".ipynb"]
+    if not args.quiet:
+        for p in outcome.written:
+            nb = nbformat.read(p, as_version=4) if p.suffix == ".ipynb" else None
+            n = sum(MARKER in c.source for c in nb.cells if c.cell_type == "code") if nb else 0
             print(f"{p}" + (f": {n} exercise{'s' if n != 1 else ''}" if n else ""))
-        else:
-            print(p)
+    for mine, theirs in outcome.backups.items():
+        print(f"{generated.quoted(mine)}: replaced by the new student edition; your copy is now "
+              f"{generated.quoted(theirs)}")
+    for note in kept_notes(outcome, src, args.src):
+        print(note)
+    kept = len([k for k in outcome.kept if not k.dropped])
+    print(f"student edition in {outcome.out}: {len(notebooks) + kept} notebooks"
+          + (f", {kept} of them kept as you left them" if kept else "")
+          + "; the solution edition is " + paths.shown(src))
     return 0
 
 

@@ -1,5 +1,12 @@
-"""Spec first, answer after: no exercise's answer is visible before its check cell, in the solution
-edition or in the generated student edition (source, markdown and stored outputs all count)."""
+"""Answers hidden until the learner has tried.
+
+* Spec first, answer after (:func:`hidden.leaks`): no exercise's answer is visible before its check
+  cell, in the solution edition or in the generated student edition (source, markdown and stored
+  outputs all count).
+* On screen after *Run All* (:mod:`moe_lab.workbook.exercises.onscreen`): the scan that reads what a
+  learner sees, tested here on small notebooks; the real student edition is run and scanned in
+  ``test_student_run.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from moe_lab.workbook import student
-from moe_lab.workbook.exercises import EXERCISES, hidden
-from moe_lab.workbook.show import source
+from moe_lab.workbook.exercises import EXERCISES, hidden, learn, onscreen
+from moe_lab.workbook.show import show_source, source
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -98,7 +105,123 @@ def test_command_line_reports_and_exits_1(tmp_path, capsys):
     path = tmp_path / "03_leaky.ipynb"
     nbformat.write(_notebook(new_code_cell("show_source(tl_full.tl_full_kernel)")), path)
     assert hidden.main([str(path)]) == 1
-    assert "03_leaky.ipynb: exercise 'masked_block'" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "03_leaky.ipynb: exercise 'masked_block'" in said
+    assert "masked_block" in said and "of 6" in said  # the on-screen table, per exercise
+
+
+# --------------------------------------------------------------------------------- on screen, scanned
+
+def _shown(obj) -> dict:
+    """A display output of ``obj`` as Jupyter stores it (text/html and text/plain)."""
+    code = show_source(obj)
+    return new_output("display_data", data={"text/html": code._repr_html_(), "text/plain": repr(code)})
+
+
+def _screen(name, *cells):
+    return onscreen.screen(new_notebook(cells=list(cells)), name)
+
+
+def _ex(report, name):
+    return next(e for e in report.exercises if e.exercise == name)
+
+
+def test_code_lines_are_whole_statements_without_comments():
+    code = ('''@triton.jit
+def k(x_ptr, n, BLOCK: tl.constexpr):
+    """A docstring is not an answer."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # a comment
+    tl.atomic_add(x_ptr + offs, 1,
+                  mask=offs < n)
+    if n:
+        pass
+''')
+    assert onscreen.code_lines(code) == ["offs=tl.program_id(0)*BLOCK+tl.arange(0,BLOCK)",
+                                         "tl.atomic_add(x_ptr+offs,1,mask=offs<n)"]
+
+
+@pytest.mark.parametrize("screen_text, seen", [
+    ("local = (expert >= start) & (expert < start + num_local)", True),
+    ("    local = (expert >= start) & (expert < start + num_local)  # the test", True),
+    ("local = (expert >= start) & (expert < start + num_local) & valid_slot", False),
+    ("is_local = (expert >= start) & (expert < start + num_local)", False),
+    ("+    local = (expert >= start) & (expert < start + num_local)", True),  # a diff line
+    ("so write `local = (expert >= start) & (expert < start + num_local)`. Then", True),
+    ("local = (expert >= start) & (expert < start +\n         num_local)", True),
+])
+def test_a_statement_shows_only_whole(screen_text, seen):
+    answer = "local=(expert>=start)&(expert<start+num_local)"
+    assert any(onscreen.shows(line, answer) for line in onscreen.screen_lines(screen_text)) is seen
+
+
+def test_the_shipped_kernel_in_an_output_is_on_screen_as_html_and_text():
+    from moe_lab.stages import tl_full
+
+    cell = new_code_cell("show_source(tl_full.tl_full_kernel)", outputs=[_shown(tl_full.tl_full_kernel)])
+    html_only = new_code_cell("x", outputs=[new_output("display_data", data={
+        "text/html": _shown(tl_full.tl_full_kernel)["data"]["text/html"]})])
+    for shown in (cell, html_only):
+        found = _ex(onscreen.scan([_screen("03_x", new_markdown_cell("# 03"), shown)]), "masked_block")
+        assert found.fraction == 1.0 and found.over and found.where() == "03_x cell 1 (6 lines)", found
+
+
+def test_an_earlier_notebook_counts_a_later_one_does_not():
+    from moe_lab.stages import tl_full
+
+    shown = new_code_cell("show_source(tl_full.tl_full_kernel)", outputs=[_shown(tl_full.tl_full_kernel)])
+    earlier = onscreen.scan([_screen("02_a", shown), _screen("03_b", new_markdown_cell("# 03"))])
+    assert _ex(earlier, "masked_block").fraction == 1.0 and "02_a cell 0" in str(earlier)
+    later = onscreen.scan([_screen("03_b", new_markdown_cell("# 03")), _screen("04_c", shown)])
+    assert _ex(later, "masked_block").fraction == 0.0 and not _ex(later, "masked_block").over
+
+
+def test_the_scaffolding_an_exercise_builds_on_is_not_its_answer():
+    from moe_lab.stages import naive, row_loop
+    from moe_lab.workbook.exercises.answers import DEBUG_SOURCE
+
+    assert "moe_lab.stages.row_loop:row_loop_kernel" in EXERCISES["naive"].builds_on  # explicit data
+    scaffold = _screen("02_x", new_code_cell("show_source(row_loop.row_loop_kernel)",
+                                             outputs=[_shown(row_loop.row_loop_kernel)]),
+                       new_code_cell("debug_kernel()", outputs=[new_output("execute_result", data={
+                           "text/plain": DEBUG_SOURCE})]))
+    report = onscreen.scan([scaffold])
+    assert _ex(report, "naive").fraction == 0.0 and _ex(report, "debug").fraction == 0.0, report
+    answered = onscreen.scan([_screen("02_x", new_code_cell("show_source(naive.naive_kernel)",
+                                                            outputs=[_shown(naive.naive_kernel)]))])
+    assert _ex(answered, "naive").fraction == 1.0
+    assert _ex(answered, "debug").fraction == 1.0  # naive's range test is the puzzle's fix
+
+
+def test_a_formula_in_prose_answers_block_size():
+    report = onscreen.scan([_screen("03_x", new_markdown_cell(
+        "The rule is `triton.next_power_of_2(min(256, 1024 // topk))`."))])
+    found = _ex(report, "block_size")
+    assert found.fraction == 1.0 and found.form.startswith("the formula"), found
+
+
+def test_the_learners_solution_between_markers_is_not_on_screen():
+    found = _ex(onscreen.scan([_screen("03_x", new_code_cell(STUB))]), "masked_block")
+    assert found.seen == {}, found
+
+
+def test_a_predictions_measured_answer_shown_before_it_is_made():
+    saved = dict(learn.PREDICTIONS_MADE)
+    try:
+        made = str(learn.predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=False))
+        answer = str(learn.reveal("relaxed"))
+    finally:
+        learn.PREDICTIONS_MADE.clear()
+        learn.PREDICTIONS_MADE.update(saved)
+    table = new_code_cell("show_table()", outputs=[new_output("stream", name="stdout", text=answer)])
+    predict = new_code_cell('predict("relaxed", ...)', outputs=[new_output("stream", name="stdout",
+                                                                           text=made)])
+    early = onscreen.scan([_screen("04_x", table, predict)]).predictions
+    assert early and early[0].answered and early[0].recorded == ("04_x", 1), early
+    assert "ANSWERED ON SCREEN" in str(early[0])
+    late = onscreen.scan([_screen("04_x", predict, table)]).predictions
+    assert late and not late[0].answered, late
+    never = onscreen.scan([_screen("03_a", table), _screen("04_x", new_markdown_cell("# 04"))]).predictions
+    assert never[0].answered and never[0].recorded is None
 
 
 # ------------------------------------------------------------------------------- the real notebooks
@@ -114,7 +237,7 @@ def test_no_answer_before_its_check_in_the_solution_edition(path):
 
 
 def test_no_answer_before_its_check_in_the_student_edition(tmp_path):
-    written = student.make_student_edition(NOTEBOOKS, tmp_path / "student")
+    written = student.make_student_edition(NOTEBOOKS, tmp_path / "student").written
     found = []
     for path in written:
         if path.suffix == ".ipynb":

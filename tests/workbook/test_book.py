@@ -72,6 +72,27 @@ def test_book_reports_a_failing_notebook_and_still_builds_the_rest(tmp_path, cap
     assert "(failed)" in (out / "index.html").read_text()
 
 
+def test_the_book_builds_over_its_own_output(tmp_path, capsys):
+    """An executed solution notebook holds solutions: that is no reason to refuse the book's own folder."""
+    needs_nbconvert()
+    src = tmp_path / "nb"
+    src.mkdir()
+    code = "def f():\n    # BEGIN SOLUTION\n    return 42\n    # END SOLUTION\nprint(f())"
+    nb = new_notebook(cells=[new_markdown_cell("# x"), new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src / "03_x.ipynb")
+    out = tmp_path / "book"
+    assert book.main(["--out", str(out), str(src / "03_x.ipynb")]) == 0
+    (out / ".ipynb_checkpoints").mkdir()
+    (out / ".ipynb_checkpoints" / "03_x-checkpoint.ipynb").write_text("{}")
+    page = out / "03_x.html"
+    page.write_text(page.read_text() + "<!-- my note -->")
+    assert book.main(["--out", str(out), str(src / "03_x.ipynb")]) == 0
+    said = capsys.readouterr().out
+    assert "03_x.html" in said and "kept as you left it" in said
+    assert "<!-- my note -->" in page.read_text() and (out / "index.html").exists()
+
+
 def test_book_refuses_missing_notebooks(tmp_path, capsys):
     assert book.main(["--out", str(tmp_path), str(tmp_path / "nope.ipynb")]) == 1
     assert "nope.ipynb" in capsys.readouterr().err

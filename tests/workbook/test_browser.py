@@ -1,12 +1,14 @@
-"""Every notebook in a real browser at 1280x720: JupyterLab + headless Chromium, driven by Playwright.
+"""The student edition in a real browser at 1280x720: JupyterLab + headless Chromium, driven by Playwright.
 
-One JupyterLab server (loopback, a random port and token, a private settings/kernel folder, the
-workbook's own ``.jupyter/lab/settings``) serves a temporary folder with two editions of the
-workbook: ``solution/`` (a copy of ``notebooks/``) and ``student/`` (written by
-:mod:`moe_lab.workbook.student`). For each notebook of each edition, one at a time, the test opens it in
-Debian's Chromium through Playwright (no browser is downloaded; the student edition only where
-it differs, i.e. in notebooks with exercises), runs all cells as a learner would
-(*Run > Run All Cells*) and checks:
+``make lab`` lands a learner in the student edition's ``00_tour.ipynb``: the first test runs ``make
+lab``'s own generator and server arguments (read from ``make -n lab``) and looks at the landing page.
+Then one JupyterLab server (loopback, a random port and token, a private settings/kernel folder, the
+workbook's own ``.jupyter/lab/settings``) serves the student edition (written by
+:mod:`moe_lab.workbook.student`), and the test drives what a browser adds to a headless run: the tour
+(00), one exercise notebook (03) and the explorers (09). Every notebook of both editions already runs
+headless: nbval runs the solution edition, ``test_student_run.py`` the student edition. For each
+notebook, one at a time, the test opens it in Debian's Chromium through Playwright (no browser is
+downloaded), runs all cells as a learner would (*Run > Run All Cells*) and checks:
 
 * every cell ran, and no cell shows an stderr box or a traceback (except cells tagged
   ``raises-exception``);
@@ -21,7 +23,8 @@ are stopped in ``finally``.
 
 Skipped, saying why, only where Chromium or Playwright's Python package is missing (``make test``
 first runs ``tools/browser-deps.sh``, which installs Chromium with apt where it can).
-``MOE_LAB_BROWSER_NOTEBOOKS=00,09`` limits the run to some notebooks (by number prefix).
+``MOE_LAB_BROWSER_NOTEBOOKS=00,05,09`` picks other notebooks (by number prefix);
+``MOE_LAB_BROWSER_NOTEBOOKS=all`` drives every notebook of both editions.
 """
 
 from __future__ import annotations
@@ -56,18 +59,23 @@ REDRAW_S = 90
 STDERR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
 
 
-def _selected(names: str | None) -> list[Path]:
+DRIVEN = "00,03,09"
+"""The notebooks driven by default: the tour, one exercise notebook, the explorers."""
+
+
+def _selected(names: str) -> list[Path]:
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    if names:
+    if names.strip() != "all":
         wanted = {n.strip() for n in names.split(",") if n.strip()}
         paths = [p for p in paths if p.stem.split("_")[0] in wanted or p.stem in wanted]
     return paths
 
 
-SELECTED = _selected(os.environ.get("MOE_LAB_BROWSER_NOTEBOOKS"))
-EDITIONS = ("solution", "student")
+_CHOICE = os.environ.get("MOE_LAB_BROWSER_NOTEBOOKS") or DRIVEN
+SELECTED = _selected(_CHOICE)
+EDITIONS = ("student", "solution") if _CHOICE.strip() == "all" else ("student",)
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(RUN_ALL_S + 4 * REDRAW_S + 300)]
+pytestmark = [pytest.mark.browser, pytest.mark.long, pytest.mark.timeout(RUN_ALL_S + 4 * REDRAW_S + 300)]
 
 
 def find_chromium() -> str | None:
@@ -194,8 +202,9 @@ def lab(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "nb"
-    shutil.copytree(NOTEBOOKS, root / "solution", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     make_student_edition(NOTEBOOKS, root / "student")
+    if "solution" in EDITIONS:
+        shutil.copytree(NOTEBOOKS, root / "solution", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in [*ARTIFACTS.glob("solution-*.png"), *ARTIFACTS.glob("student-*.png")]:  # this run's only
         old.unlink()
@@ -389,8 +398,16 @@ def check_explorers(page, shot, stem) -> int:
 # the tests
 
 
-def test_make_lab_lands_in_the_tour_without_a_news_pop_up(tmp_path, load_tool):
-    """``make lab``'s own arguments: Lab opens 00_tour, the file browser shows the workbook, no pop-up."""
+def make_lab_commands(load_tool) -> tuple[list[str], list[str]]:
+    """``make lab``'s two commands (``tools/lab.py``'s): the one that writes the student edition and
+    JupyterLab's, each as words without the interpreter."""
+    write, lab = load_tool("lab").commands("student")
+    return write[1:], lab[4:]
+
+
+def test_make_lab_lands_in_the_student_editions_tour_without_a_news_pop_up(tmp_path, monkeypatch, load_tool):
+    """``make lab``'s own commands: the student edition is written, Lab opens its 00_tour, the file browser
+    shows the student edition, no pop-up."""
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium: install Debian's chromium (tools/browser-deps.sh, run by make test)")
@@ -398,20 +415,31 @@ def test_make_lab_lands_in_the_tour_without_a_news_pop_up(tmp_path, load_tool):
         from playwright.sync_api import sync_playwright
     except ImportError as err:
         pytest.skip(f"the playwright Python package is missing ({err}); pip install -e '.[dev]'")
-    args = load_tool("lab").lab_args()  # what make lab gives jupyter lab
-    assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in args and "--notebook-dir=notebooks" in args
+    from moe_lab.workbook import student
+
+    write, args = make_lab_commands(load_tool)
+    assert write[:2] == ["-m", "moe_lab.workbook.student"], write
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    with monkeypatch.context() as inside:
+        inside.chdir(tmp_path)  # make lab runs it from the repository root: here, a folder of the test's own
+        assert student.main(write[2:]) == 0
+    folder = next(a.split("=", 1)[1] for a in args if a.startswith("--notebook-dir="))
+    manifest = json.loads((tmp_path / folder / ".moe_lab-generated.json").read_text())
+    assert manifest["kind"] == "student edition" and "00_tour.ipynb" in manifest["files"], manifest
+    args = [a for a in args if not a.startswith(("--port=", "--allow-root"))]
     home = tmp_path / "home"
     write_home(home)
     (home / "settings" / next(iter(USER_SETTINGS))).write_text('{"autoStartDefaultKernel": false}')
     port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
+    env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     log_path = tmp_path / "jupyter.log"
     cmd = [sys.executable, "-m", "jupyter", "lab", *args, "--no-browser", "--allow-root", "--ip=127.0.0.1",
            f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
     with open(log_path, "w") as log:
-        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:

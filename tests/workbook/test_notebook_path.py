@@ -105,16 +105,24 @@ def test_readme_and_tour_link_every_notebook_with_its_time():
 
 
 def test_make_lab_opens_the_tour_with_news_off(load_tool):
-    """``make lab`` and conda users run ``tools/lab.py``: the notebooks' kernel, the tour, no news."""
+    """``make lab``, ``make solutions`` and conda users run ``tools/lab.py``: the notebooks' kernel, the
+    edition's tour, no news; the student edition is written or updated first, the solution edition not."""
     root = NOTEBOOKS.parent
     lab = load_tool("lab")
-    args = lab.lab_args()
-    assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in args and "--notebook-dir=notebooks" in args
-    assert f"--LabApp.app_settings_dir={root / '.jupyter' / 'lab' / 'settings'}" in args
+    for edition, folder in (("student", "student"), ("solution", "notebooks")):
+        *before, jupyter = lab.commands(edition)
+        assert jupyter[1:4] == ["-m", "jupyter", "lab"], jupyter
+        assert "--LabApp.default_url=/lab/tree/00_tour.ipynb" in jupyter
+        assert f"--notebook-dir={folder}" in jupyter
+        assert f"--LabApp.app_settings_dir={root / '.jupyter' / 'lab' / 'settings'}" in jupyter
+        assert [c[1:4] for c in before] == ([["-m", "moe_lab.workbook.student", "--out"]]
+                                            if edition == "student" else [])
     overrides = json.loads((root / ".jupyter" / "lab" / "settings" / "overrides.json").read_text())
     assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
     assert {"name": lab.KERNEL_NAME, "display_name": lab.KERNEL_DISPLAY} == \
         {k: KERNELSPEC[k] for k in ("name", "display_name")}
     makefile = (root / "Makefile").read_text()
-    lab_recipe = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
-    assert "tools/lab.py" in lab_recipe, lab_recipe
+    recipe = {target: makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+              for target in ("lab", "solutions")}
+    assert "tools/lab.py" in recipe["lab"] and "--solutions" not in recipe["lab"], recipe
+    assert "tools/lab.py --solutions" in recipe["solutions"], recipe

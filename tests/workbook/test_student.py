@@ -1,21 +1,15 @@
 """The student edition (moe_lab.workbook.student): solutions become stubs, outputs go, notebooks still run.
 
-Two levels:
+A small notebook built here (a Triton kernel exercise, a plain-function exercise, their check cells) is
+turned into its student copy, which is executed top to bottom with nbclient: it must not crash and its
+check cells must say "not done yet"; the solution copy, executed the same way, passes its checks. The
+real student edition, run once per session, is tested in ``test_student_run.py``.
 
-* a small notebook built here (a Triton kernel exercise, a plain-function exercise, their check cells)
-  is turned into its student copy, which is executed top to bottom with nbclient: it must not crash and
-  its check cells must say "not done yet"; the solution copy, executed the same way, passes its checks;
-* the real ``notebooks/``: the generator runs over the folder, and every student notebook that has an
-  exercise is executed top to bottom. Notebooks are collected when the test runs; with none that has an
-  exercise the test is skipped and says so.
-
-Kernels run in a Jupyter kernel of this very interpreter (a kernelspec written into tmp_path), with
-MOE_LAB_QUIET=1 and TQDM_DISABLE=1, the repository on PYTHONPATH, and the backend this test process chose.
+Kernels run in a Jupyter kernel of this very interpreter (the ``kernel_name`` fixture of conftest.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -75,22 +69,6 @@ def _fixture_notebook() -> nbformat.NotebookNode:
                                                   text="reached the end True True\n")]
     nb.cells[6].execution_count = 7
     return nb
-
-
-@pytest.fixture
-def kernel_env(tmp_path_factory, monkeypatch):
-    """A Jupyter kernelspec for this interpreter, and the environment the notebooks should see."""
-    root = tmp_path_factory.mktemp("jupyter")
-    spec_dir = root / "kernels" / "moe-lab-test"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "moe-lab test", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(root))
-    monkeypatch.setenv("MOE_LAB_QUIET", "1")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return "moe-lab-test"
 
 
 def _execute(path: Path, kernel_name: str, timeout: int = 600) -> nbformat.NotebookNode:
@@ -207,7 +185,7 @@ def test_student_copy_of_fixture_is_clean(tmp_path):
     nbformat.write(plain, src / "00_plain.ipynb")
     (src / "figure.png").write_bytes(b"\x89PNG fake")
     (src / "03_fixture.py").write_text("# a paired script: holds solutions, must not be copied\n")
-    written = student.make_student_edition(src, tmp_path / "student")
+    written = student.make_student_edition(src, tmp_path / "student").written
     names = sorted(p.name for p in written)
     assert names == ["00_plain.ipynb", "03_fixture.ipynb", "README.md", "figure.png"]
     nb = nbformat.read(tmp_path / "student" / "03_fixture.ipynb", as_version=4)
@@ -223,25 +201,26 @@ def test_student_copy_of_fixture_is_clean(tmp_path):
     assert nb.metadata["moe_lab"] == {"edition": "student"}
     readme = (tmp_path / "student" / "README.md").read_text()
     assert "not done yet" in readme and "`masked_block`" in readme and "03_fixture.ipynb" in readme
+    assert readme.startswith("# moe-lab, student edition\n\nThis folder is the **student edition**")
     # the source is untouched
     again = nbformat.read(src / "03_fixture.ipynb", as_version=4)
     assert "BEGIN SOLUTION" in again.cells[2].source and again.cells[6].execution_count == 7
 
 
-def test_student_copy_of_fixture_runs_and_says_not_done_yet(tmp_path, kernel_env):
+def test_student_copy_of_fixture_runs_and_says_not_done_yet(tmp_path, kernel_name):
     src = tmp_path / "notebooks"
     src.mkdir()
     nbformat.write(_fixture_notebook(), src / "03_fixture.ipynb")
     student.make_student_edition(src, tmp_path / "student")
 
-    done = _execute(tmp_path / "student" / "03_fixture.ipynb", kernel_env)
+    done = _execute(tmp_path / "student" / "03_fixture.ipynb", kernel_name)
     outputs = [_text(c) for c in done.cells if c.cell_type == "code"]
     assert not any(o.output_type == "error" for c in done.cells for o in c.get("outputs", [])), outputs
     assert "masked_block: not done yet" in outputs[2]
     assert "block_size: not done yet" in outputs[4]
     assert outputs[5].strip() == "reached the end False False"
 
-    solved = _execute(src / "03_fixture.ipynb", kernel_env)  # and the solution passes the same checks
+    solved = _execute(src / "03_fixture.ipynb", kernel_name)  # and the solution passes the same checks
     outputs = [_text(c) for c in solved.cells if c.cell_type == "code"]
     assert "masked_block: all 16 runs pass." in outputs[2], outputs[2]
     assert "block_size: all 16 runs pass." in outputs[4], outputs[4]
@@ -264,45 +243,6 @@ def test_command_line(tmp_path):
 def test_command_line_refuses_a_missing_folder(tmp_path, capsys):
     assert student.main(["--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "moe_lab.workbook.student: src_dir must be a folder" in capsys.readouterr().err
-
-
-# ----------------------------------------------------------------------------------- real notebooks
-
-
-def _exercise_notebooks() -> list[Path]:
-    found = []
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        if any(c.cell_type == "code" and student.has_solution(c.source) for c in nb.cells):
-            found.append(path)
-    return found
-
-
-def test_real_notebooks_student_edition_runs_top_to_bottom(tmp_path, kernel_env):
-    exercise_notebooks = _exercise_notebooks()
-    if not exercise_notebooks:
-        pytest.skip(f"no notebook in {NOTEBOOKS} has a '# BEGIN SOLUTION' exercise yet")
-    out = tmp_path / "student"
-    written = student.make_student_edition(NOTEBOOKS, out)
-    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} <= {p.name for p in written}
-    failures = []
-    for source_path in exercise_notebooks:
-        path = out / source_path.name
-        text = path.read_text()
-        assert "BEGIN SOLUTION" not in text and "YOUR CODE HERE" in text, path.name
-        try:
-            done = _execute(path, kernel_env)
-        except Exception as err:  # nbclient raises CellExecutionError with the failing cell
-            failures.append(f"{path.name}: {type(err).__name__}: {str(err)[-1500:]}")
-            continue
-        checks = [c for c in done.cells if c.cell_type == "code" and student._CHECK_RE.search(c.source)]
-        for cell in checks:
-            if "not done yet" not in _text(cell):
-                failures.append(f"{path.name}: a check cell did not say 'not done yet':\n{cell.source}\n"
-                                f"-> {_text(cell)[:500]}")
-        if not checks:
-            failures.append(f"{path.name}: has a solution but no moe_lab.workbook.exercises.check(...) cell")
-    assert not failures, "\n\n".join(failures)
 
 
 # ------------------------------------------------------------------------------------ the guide

@@ -22,7 +22,7 @@ def block_histogram_answer(ids_ptr, adjusted_ptr, count_ptr, num_total, start, n
     local = (expert >= start) & (expert < start + num_local)  # this rank's experts only
     local_expert = tl.where(local, expert - start, -1)
     tl.store(adjusted_ptr + slot, local_expert, mask=valid_slot)
-    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # -1 would land in a bin
+    hist = tl.histogram(local_expert.to(tl.int32), NUM_BINS, mask=local)  # masked: -1 in no bin
     bins = tl.arange(0, NUM_BINS)  # NUM_BINS is num_local rounded up to a power of two
     tl.atomic_add(count_ptr + bins, hist, mask=(bins < num_local) & (hist > 0))  # one add per expert
 

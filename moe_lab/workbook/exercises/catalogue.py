@@ -154,8 +154,10 @@ class Exercise:
     answer: str = ""
     """``"module:attribute"`` of the shipped answer of such an exercise (see :func:`.answers.answer`)."""
     builds_on: tuple[str, ...] = ()
-    """``"module:attribute"`` of library code the notebook shows before the exercise on purpose (the
-    step it builds on): lines the answer shares with it are not the answer."""
+    """``"module:attribute"`` of what its notebook shows on purpose around the exercise: the previous
+    stage the lesson builds on (``row_loop`` before ``naive``), the debugging puzzle's own buggy kernel
+    (whose loop body is ``naive``'s). Lines the answer shares with it are not the answer: the allowed
+    scaffolding of :mod:`moe_lab.workbook.exercises.onscreen`."""
 
     @property
     def signature(self) -> str:
@@ -184,6 +186,9 @@ _ATOMIC_COUNTS = ("counted_nonlocal", "counts_out_of_bounds", "counts_rmw", "cou
                   "counts_low", "adjusted_wrong")
 
 
+_ANSWERS = "moe_lab.workbook.exercises.answers:"
+
+
 def _todo(what: str, stub: str = "`pass  # YOUR CODE HERE`") -> str:
     return f"write the body of {what} (replace {stub}), run its cell, then run this check again"
 
@@ -204,7 +209,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "`for k in range(topk)` over its slots; slot = token * topk + k.",
          "Per slot: load the id; if start <= id < start + num_local store id - start and "
          "tl.atomic_add(count_ptr + (id - start), 1), else store -1."),
-        _todo("your naive kernel"), _NAIVE_HINTS, minutes=20, answer_kernels=("naive_kernel",)),
+        _todo("your naive kernel"), _NAIVE_HINTS, minutes=20, answer_kernels=("naive_kernel",),
+        builds_on=("moe_lab.stages.row_loop:row_loop_kernel", _ANSWERS + "DEBUG_SOURCE")),
     Exercise(
         "debug", "02",
         "find the planted bug in debug_kernel() (a scalar loop over flat slots, right on rank 0 only) with "
@@ -218,7 +224,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "(a plain print works in the interpreter); look at an expert this rank owns.",
          "A local expert lies in [start, start + num_local): the upper end of the test must move with "
          "start."),
-        _todo("the fixed kernel", "the planted bug"), minutes=15, answer_kernels=("debug_answer",)),
+        _todo("the fixed kernel", "the planted bug"), minutes=15, answer_kernels=("debug_answer",),
+        builds_on=(_ANSWERS + "DEBUG_SOURCE",)),
     Exercise(
         "block_size", "03",
         "the power-of-two fix of the launch rule min(256, 1024 // topk)",
@@ -244,7 +251,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "Load with mask=offs < num_total, other=-1; local = start <= id < start + num_local; store "
          "tl.where(local, id - start, -1) under the in-bounds mask; tl.atomic_add(count_ptr + that, 1, "
          "mask=local)."),
-        _todo("your masked block kernel"), minutes=15, answer_kernels=("tl_full_kernel",)),
+        _todo("your masked block kernel"), minutes=15, answer_kernels=("tl_full_kernel",),
+        builds_on=("moe_lab.stages.row_loop:row_loop_kernel",)),
     Exercise(
         "relaxed", "04",
         "the masked block kernel whose counting atomic is relaxed: predict first, then check",
@@ -271,7 +279,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "tl.arange(0, NUM_BINS) names each counter, and only bins < num_local exist.",
          "hist = tl.histogram(local_expert, NUM_BINS, mask=local); "
          "tl.atomic_add(count_ptr + bins, hist, mask=bins < num_local)."),
-        _todo("your block histogram kernel"), minutes=20, answer_kernels=("block_histogram_kernel",)),
+        _todo("your block histogram kernel"), minutes=20, answer_kernels=("block_histogram_kernel",),
+        builds_on=("moe_lab.stages.scalar_atomic:scalar_atomic_kernel",
+                   "moe_lab.stages.relaxed:relaxed_kernel")),
     Exercise(
         "decode", "06",
         "one program for the whole input: loop over its tiles, histogram them, and store every counter "
@@ -286,7 +296,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "tl.histogram into a register vector started with tl.full([NUM_BINS], 0, tl.int32).",
          "After the loop, tl.store(count_ptr + bins, counts, mask=bins < num_local): the counters arrive "
          "poisoned, so every one, zeros included, is stored."),
-        _todo("your decode kernel"), minutes=15, answer_kernels=("block_histogram_kernel",)),
+        _todo("your decode kernel"), minutes=15, answer_kernels=("block_histogram_kernel",),
+        builds_on=(_ANSWERS + "block_histogram_answer",)),
     Exercise(
         "ticket", "06",
         "many programs, one launch, no memset: add tile histograms into a zeroed scratch, take a ticket, "
@@ -306,7 +317,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
          "tl.debug_barrier(); ticket = tl.atomic_add(ticket_ptr, 1); if ticket == tl.num_programs(0) - 1: "
          "totals = tl.atomic_xchg(scratch_ptr + bins, zeros, mask=...); tl.store(count_ptr + bins, "
          "totals, mask=...); tl.atomic_xchg(ticket_ptr, 0)."),
-        _todo("your ticket kernel"), minutes=25, answer_kernels=("one_launch_kernel",)),
+        _todo("your ticket kernel"), minutes=25, answer_kernels=("one_launch_kernel",),
+        builds_on=(_ANSWERS + "block_histogram_answer",)),
     Exercise(
         "stable_rank", "10",
         "each local slot's rank among the earlier slots of its expert in its tile, and the tile's "

@@ -1,7 +1,17 @@
-"""Is an exercise's answer visible before its check cell? (spec first, answer after)
+"""Is an exercise's answer visible before the learner has tried it? Two checks, one command.
 
-For every cell that checks exercise ``name`` (``check("name", ...)``), no earlier cell may show the
-answer, in its source, in markdown or in a stored output:
+**On screen after Run All** (:mod:`.onscreen`): the student edition run top to bottom in path order, and
+for each exercise the fraction of its answer lines a learner has on screen, from its own notebook or
+an earlier one, before its check passes (at most a fifth); a prediction's measured answer only after a
+prediction is recorded. The command prints, per exercise, the fraction and where::
+
+    python -m moe_lab.workbook.exercises.hidden                   # generate and run the student edition
+    python -m moe_lab.workbook.exercises.hidden student/*.ipynb   # notebooks as they are (stored outputs)
+    python -m moe_lab.workbook.exercises.hidden --run DIR/*.ipynb # run these first (copies untouched)
+
+**Spec first, answer after** (:func:`leaks`, in either edition, on stored outputs): for every cell that
+checks exercise ``name`` (``check("name", ...)``), no earlier cell of its notebook may show the answer,
+in its source, in markdown or in a stored output:
 
 * a ``show_source`` / ``show_diff`` / ``show_side_by_side`` / ``inspect.getsource`` of a library kernel,
   or ``solution(name)``,
@@ -10,9 +20,7 @@ answer, in its source, in markdown or in a stored output:
   earlier exercise's answer has): half of them, at least three, anywhere in the earlier cells;
 * a formula that answers it (:attr:`Exercise.answer_formulas`, compared without spaces).
 
-The learner's own solution (between ``# BEGIN SOLUTION`` markers) is not counted. Run it on notebooks:
-
-    python -m moe_lab.workbook.exercises.hidden notebooks/*.ipynb
+The learner's own solution (between ``# BEGIN SOLUTION`` markers) is not counted.
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ import re
 import sys
 from dataclasses import dataclass
 
+from moe_lab.workbook.exercises import onscreen
 from moe_lab.workbook.exercises.catalogue import EXERCISES, Exercise
+from moe_lab.workbook.markers import without_solutions as _without_solutions
 
 _CHECK = re.compile(r"\bcheck\(\s*['\"](\w+)['\"]")
 _SHOW = re.compile(r"\b(show_source|show_diff|show_side_by_side|getsource|solution)\s*\(([^\n]*)")
-_BEGIN, _END = "# BEGIN SOLUTION", "# END SOLUTION"
 
 
 @dataclass(frozen=True)
@@ -41,19 +50,6 @@ class Leak:
                 f"answered earlier, in cell {self.cell}: {self.what}")
 
 
-def _without_solutions(source: str) -> str:
-    out, inside = [], False
-    for line in source.split("\n"):
-        stripped = line.strip()
-        if stripped == _BEGIN:
-            inside = True
-        elif stripped == _END:
-            inside = False
-        elif not inside:
-            out.append(line)
-    return "\n".join(out)
-
-
 def _outputs_text(cell) -> str:
     parts = []
     for out in cell.get("outputs", []) or []:
@@ -66,45 +62,30 @@ def _outputs_text(cell) -> str:
     return "\n".join(parts)
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+_squash = onscreen.squash
 
 
 def _distinctive_lines(ex: Exercise) -> list[str]:
     """The answer's lines that no earlier exercise's answer has (the prelude every kernel shares, the
-    load and the local test, is what a learner reads before every exercise)."""
-    import importlib
-
+    load and the local test, is what a learner reads before every exercise) nor what it builds on."""
     from moe_lab.workbook.exercises.answers import answer
 
     earlier = set()
     for other in EXERCISES.values():
         if other.name == ex.name:
             break
-        earlier.update(_lines(lambda name=other.name: answer(name)))
+        earlier.update(_lines(answer(other.name)))
     for ref in ex.builds_on:  # shown before the exercise on purpose: the step it builds on
-        module, _, attribute = ref.partition(":")
-        earlier.update(_lines(lambda: getattr(importlib.import_module(module), attribute)))
-    return [ln for ln in _lines(lambda: answer(ex.name)) if ln not in earlier]
+        earlier.update(_lines(ref))
+    return [ln for ln in _lines(answer(ex.name)) if ln not in earlier]
 
 
-def _lines(find) -> list[str]:
-    """The code lines of the object ``find()`` returns, squashed (none when it cannot be shown)."""
-    from moe_lab.workbook.show import source
-
+def _lines(ref) -> list[str]:
+    """The code lines of ``ref`` (see :func:`.onscreen.code_lines`); none when it cannot be shown."""
     try:
-        text, _ = source(find())
+        return onscreen.code_lines(onscreen.source_of(ref))
     except Exception:  # an answer the library cannot show is one that cannot leak from it
         return []
-    lines = []
-    for line in text.splitlines():
-        code = line.split("  #")[0].strip()
-        if len(code) < 20 or code.startswith(("#", "@", "def ", '"""')) or code.endswith(":"):
-            continue
-        if ":" in code and code.endswith(")") and "constexpr" in code:
-            continue  # the rest of a signature
-        lines.append(_squash(code))
-    return lines
 
 
 def _stage_names(ex: Exercise) -> list[str]:
@@ -157,19 +138,50 @@ def leaks(nb, name: str = "notebook") -> list[Leak]:
 
 
 def main(argv=None) -> int:
+    import argparse
+    import tempfile
+    from pathlib import Path
+
     import nbformat
 
-    paths = list(argv if argv is not None else sys.argv[1:])
-    if not paths:
-        print("usage: python -m moe_lab.workbook.exercises.hidden NOTEBOOK.ipynb ...", file=sys.stderr)
-        return 2
-    found = []
-    for path in paths:
-        found += leaks(nbformat.read(path, as_version=4), path)
+    parser = argparse.ArgumentParser(
+        prog="python -m moe_lab.workbook.exercises.hidden",
+        description="How much of each exercise's answer a learner has on screen after Run All, and where "
+                    "(exit status 1 when an exercise shows more than a fifth, or a prediction is answered "
+                    "before it is made).")
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to read as they are, in path order (default: generate the student "
+                             "edition and run it top to bottom)")
+    parser.add_argument("--run", action="store_true",
+                        help="run the given notebooks top to bottom first (the files are not changed)")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    args = parser.parse_args(argv)
+    notebooks = sorted(args.notebooks, key=lambda p: p.name)
+    found: list[Leak] = []
+    if not notebooks:
+        from moe_lab.workbook.student import make_student_edition
+
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = make_student_edition(out_dir=Path(tmp) / "student")
+            written = [p for p in outcome.written if p.suffix == ".ipynb"]
+            print(f"running the student edition ({len(written)} notebooks) ...", flush=True)
+            screens = onscreen.run(written, kernel_name=args.kernel, timeout=args.timeout)
+    elif args.run:
+        screens = onscreen.run(notebooks, kernel_name=args.kernel, timeout=args.timeout)
+    else:
+        screens = []
+        for path in notebooks:
+            nb = nbformat.read(path, as_version=4)
+            screens.append(onscreen.screen(nb, path.stem))
+            found += leaks(nb, str(path))
+    report = onscreen.scan(screens)
+    print(report)
     for leak in found:
         print(leak)
-    print(f"{len(found)} answer(s) shown before their check cell in {len(paths)} notebook(s)")
-    return 1 if found else 0
+    if notebooks and not args.run:
+        print(f"{len(found)} answer(s) shown before their check cell in {len(notebooks)} notebook(s)")
+    return 0 if report.ok and not found else 1
 
 
 if __name__ == "__main__":
