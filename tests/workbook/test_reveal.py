@@ -3,10 +3,14 @@ waits for the prediction."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from moe_lab.workbook import exercises
-from moe_lab.workbook.exercises import learn, reveal
+from moe_lab.workbook.exercises import learn
+
+reveal = importlib.import_module("moe_lab.workbook.exercises.reveal")  # the module, not the function
 
 
 @pytest.fixture(autouse=True)
@@ -60,5 +64,43 @@ def test_a_prediction_gates_what_answers_it():
 def test_bad_names_are_refused():
     with pytest.raises(ValueError, match="name must be one of"):
         exercises.after_check("no_such_exercise")
-    with pytest.raises(ValueError, match="asks for a prediction"):
+    with pytest.raises(ValueError, match="asks for a prediction or a notebook's question"):
         exercises.after_prediction("masked_block")
+
+
+def test_a_walkthrough_can_leave_out_a_later_exercises_branch(tmp_path, monkeypatch):
+    monkeypatch.setattr(reveal, "WALKTHROUGHS", tmp_path)
+    (tmp_path / "block_histogram.md").write_text(
+        "The shipped kernel:\n\n"
+        '{{source moe_lab.stages.block_histogram:block_histogram_kernel leave_out=WRITE_COUNTS "later"}}\n')
+    learn.PASSED["block_histogram"] = True
+    text = repr(exercises.after_check("block_histogram"))
+    assert "if WRITE_COUNTS:\n        ...  # later" in text
+    assert "tl.store(count_ptr + bins, counts" not in text
+
+
+def test_solution_shows_the_answer_once_when_the_walkthrough_has_it(walkthroughs):
+    assert repr(exercises.solution("masked_block")).count("def tl_full_kernel") == 1
+
+
+def test_a_notebooks_question_gates_its_answer_too():
+    assert "record one first" in repr(exercises.after_prediction("launch_bound", lambda: 1 / 0))
+    said = exercises.predict("launch_bound", eager_tokens=16384, graph_tokens=256)
+    assert "prediction recorded" in repr(said) and "the next cell answers it" in repr(said)
+    assert learn.predicted("launch_bound") == {"eager_tokens": 16384, "graph_tokens": 256}
+    assert repr(exercises.after_prediction("launch_bound", lambda: "answer")) == "'answer'"
+    with pytest.raises(ValueError, match="answered by the cell after its predict"):
+        exercises.reveal("launch_bound")
+
+
+def test_an_unanswered_prediction_records_nothing_and_says_what_to_write():
+    said = repr(exercises.predict("relaxed", faster_at_1_token=..., faster_at_1M_tokens=...))
+    assert said == ("relaxed: not done yet: replace each ... with your prediction (faster_at_1_token="
+                    "True/False, faster_at_1M_tokens=True/False), then run this cell again")
+    assert "relaxed" not in learn.PREDICTIONS_MADE
+    assert "record one first" in repr(exercises.after_prediction("relaxed", lambda: 1 / 0))
+    half = repr(exercises.predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=...))
+    assert "not done yet" in half and "faster_at_1M_tokens=True/False" in half and "1_token=" not in half
+    assert learn.predicted("relaxed") == {}
+    with pytest.raises(TypeError, match="eager_tokens must be a number, got True"):
+        exercises.predict("launch_bound", eager_tokens=True, graph_tokens=1)

@@ -40,7 +40,7 @@ from moe_lab.workbook.exercises import learn, sandbox
 from moe_lab.workbook.exercises.address import GUARD
 from moe_lab.workbook.exercises.catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
 from moe_lab.workbook.exercises.diagnose import error_line
-from moe_lab.workbook.exercises.learn import example, hint, predict, progress, reveal, solution
+from moe_lab.workbook.exercises.learn import example, hint, predict, progress, solution
 from moe_lab.workbook.exercises.report import CheckResult, collecting, say, say_level
 from moe_lab.workbook.exercises.reveal import after_check, after_prediction
 from moe_lab.workbook.exercises.runners import CASE_GROUPS, check_block_size, check_kernel
@@ -51,6 +51,8 @@ from moe_lab.workbook.exercises.source import (
     python_helpers,
     signature_problem,
 )
+
+reveal = learn.reveal  # the function: importing the submodule of the same name bound the module here
 
 
 def check(name: str, obj, *, hint: int = 0) -> CheckResult:

@@ -12,7 +12,8 @@ shows one line saying how to see it.
 
 A walk-through is a markdown file, ``walkthroughs/<exercise>.md`` beside this module. A line of it that
 reads ``{{source moe_lab.stages.tl_full:tl_full_kernel}}`` shows that object's source, as
-``show_source`` would.
+``show_source`` would; ``{{source module:kernel leave_out=NAME "note"}}`` shows it with its ``if NAME:``
+branch as one line ``...  # note`` (a branch that answers a later exercise).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from moe_lab.workbook.exercises import learn
 from moe_lab.workbook.exercises.catalogue import exercise
 
 WALKTHROUGHS = Path(__file__).resolve().parent / "walkthroughs"
-_SOURCE = re.compile(r"^\{\{source ([\w.]+):([\w.]+)\}\}$")
+_SOURCE = re.compile(r'^\{\{source ([\w.]+):([\w.]+)(?: leave_out=(\w+)(?: "([^"]*)")?)?\}\}$')
 
 
 class Shown:
@@ -92,7 +93,7 @@ def walkthrough(name: str) -> list:
         obj = importlib.import_module(found[1])
         for attr in found[2].split("."):
             obj = getattr(obj, attr)
-        parts.append(show_source(obj))
+        parts.append(show_source(obj, leave_out=found[3] or "", note=found[4] or ""))
     if "".join(text).strip():
         parts.append(Markdown("\n".join(text).strip("\n")))
     return parts
@@ -116,10 +117,9 @@ def after_check(name: str, *shown):
 def after_prediction(name: str, *shown):
     """``shown`` once a prediction for ``name`` is recorded (``predict``); before that, one line saying so.
     Callables in ``shown`` run only then."""
-    exercise(name)
     if name not in learn.QUESTIONS:
-        raise ValueError(f"name must be an exercise that asks for a prediction "
-                         f"({', '.join(learn.QUESTIONS)}), got {name!r}")
+        raise ValueError(f"name must be an exercise that asks for a prediction or a notebook's question "
+                         f"({', '.join(map(repr, learn.QUESTIONS))}), got {name!r}")
     if name in learn.PREDICTIONS_MADE:
         return Shown(_realised(shown))
     return learn.Text(f"{name}: this answers your prediction; record one first with predict(\"{name}\", ...) "
