@@ -58,7 +58,8 @@ def test_a_prediction_gates_what_answers_it():
     assert "record one first" in repr(exercises.after_prediction("relaxed", lambda: 1 / 0))
     exercises.predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=False)
     shown = exercises.after_prediction("relaxed", lambda: "answer")
-    assert shown._repr_html_() == "<pre>&#x27;answer&#x27;</pre>"
+    assert shown._repr_html_().endswith("<pre>&#x27;answer&#x27;</pre>")
+    assert repr(shown).startswith("### What the recorded numbers say")  # walkthroughs/relaxed.prediction.md
 
 
 def test_bad_names_are_refused():
@@ -88,7 +89,8 @@ def test_a_notebooks_question_gates_its_answer_too():
     said = exercises.predict("launch_bound", eager_tokens=16384, graph_tokens=256)
     assert "prediction recorded" in repr(said) and "the next cell answers it" in repr(said)
     assert learn.predicted("launch_bound") == {"eager_tokens": 16384, "graph_tokens": 256}
-    assert repr(exercises.after_prediction("launch_bound", lambda: "answer")) == "'answer'"
+    answered = repr(exercises.after_prediction("launch_bound", lambda: "answer"))
+    assert answered.startswith("**What it means.**") and answered.endswith("'answer'")
     with pytest.raises(ValueError, match="answered by the cell after its predict"):
         exercises.reveal("launch_bound")
 
@@ -104,3 +106,11 @@ def test_an_unanswered_prediction_records_nothing_and_says_what_to_write():
     assert learn.predicted("relaxed") == {}
     with pytest.raises(TypeError, match="eager_tokens must be a number, got True"):
         exercises.predict("launch_bound", eager_tokens=True, graph_tokens=1)
+
+
+def test_a_predictions_own_walkthrough_comes_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(reveal, "WALKTHROUGHS", tmp_path)
+    (tmp_path / "copy_floor.prediction.md").write_text("Why: the copy is the floor.\n")
+    assert "the copy is the floor" not in repr(exercises.after_prediction("copy_floor", "table"))
+    exercises.predict("copy_floor", best_over_copy=1.2, fraction_of_spec=0.7)
+    assert repr(exercises.after_prediction("copy_floor", "table")) == "Why: the copy is the floor.\n\n'table'"
