@@ -289,19 +289,27 @@ def test_real_notebooks_student_edition_runs_top_to_bottom(tmp_path, kernel_env)
     for source_path in exercise_notebooks:
         path = out / source_path.name
         text = path.read_text()
-        assert "BEGIN SOLUTION" not in text and "YOUR CODE HERE" in text, path.name
+        assert "BEGIN SOLUTION" not in text, path.name
+        source_cells = nbformat.read(source_path, as_version=4).cells
+        for cell, copied in zip(source_cells, nbformat.read(path, as_version=4).cells, strict=True):
+            if cell.cell_type == "code" and student.has_solution(cell.source):  # a stub or a prediction
+                stubbed = "YOUR CODE HERE" in copied.source or "=...," in copied.source
+                assert stubbed, (path.name, copied.source)
         try:
             done = _execute(path, kernel_env)
         except Exception as err:  # nbclient raises CellExecutionError with the failing cell
             failures.append(f"{path.name}: {type(err).__name__}: {str(err)[-1500:]}")
             continue
         checks = [c for c in done.cells if c.cell_type == "code" and student._CHECK_RE.search(c.source)]
-        for cell in checks:
+        predictions = [c for c in done.cells if c.cell_type == "code" and "predict(" in c.source
+                       and "=...," in c.source]  # a prediction left as ... records nothing
+        for cell in checks + predictions:
             if "not done yet" not in _text(cell):
-                failures.append(f"{path.name}: a check cell did not say 'not done yet':\n{cell.source}\n"
-                                f"-> {_text(cell)[:500]}")
-        if not checks:
-            failures.append(f"{path.name}: has a solution but no moe_lab.workbook.exercises.check(...) cell")
+                failures.append(f"{path.name}: a check or prediction cell did not say 'not done yet':\n"
+                                f"{cell.source}\n-> {_text(cell)[:500]}")
+        if not checks and not predictions:
+            failures.append(f"{path.name}: has a solution but no moe_lab.workbook.exercises.check(...) cell "
+                            f"and no prediction")
     assert not failures, "\n\n".join(failures)
 
 
