@@ -4,6 +4,7 @@ The notebooks never keep a second copy of a kernel: they display the code that r
 
     show_source(tl_full.tl_full_kernel)         # a @triton.jit kernel, a function, a class, a module
     show_source("scalar_atomic")                # a stage's whole module, by stage name
+    show_source(kernel, leave_out="WRITE_COUNTS")  # its `if WRITE_COUNTS:` branch as one line
     show_diff(tl_full.tl_full_kernel, scalar_atomic.scalar_atomic_kernel)
     show_side_by_side(tl_full.tl_full_kernel, scalar_atomic.scalar_atomic_kernel)
     show_text(ptx, "ptx")                       # any text: PTX, LLVM IR, a diff
@@ -20,6 +21,7 @@ from __future__ import annotations
 import difflib
 import html
 import inspect
+import re
 
 from moe_lab import paths
 
@@ -103,10 +105,40 @@ def source(obj) -> tuple[str, str]:
     return "".join(lines), f"{where}, lines {first}-{first + len(lines) - 1}"
 
 
-def show_source(obj) -> Code:
-    """The source of ``obj`` as the library has it, with its file and line numbers."""
+def show_source(obj, *, leave_out: str = "", note: str = "") -> Code:
+    """The source of ``obj`` as the library has it, with its file and line numbers.
+
+    ``leave_out="NAME"`` shows the branch under ``if NAME:`` as one line, ``...  # note``: for a kernel
+    whose branch answers an exercise the learner has not met yet (``note`` says so).
+    """
     text, where = source(obj)
+    if leave_out:
+        text = without_branch(text, leave_out, note or "left out here")
+        where += f" (the {leave_out} branch left out)"
     return Code(text.rstrip("\n"), "python", where)
+
+
+def without_branch(text: str, name: str, note: str) -> str:
+    """``text`` with the body of its ``if name:`` branch replaced by one line ``...  # note`` (the
+    ``if`` line keeps its code, not its comment). A ValueError when ``text`` has no such branch."""
+    lines = text.split("\n")
+    head = re.compile(rf"^(\s*)(?:if|elif)\s+{re.escape(name)}\s*:")
+    at = next((i for i, line in enumerate(lines) if head.match(line)), None)
+    if at is None:
+        raise ValueError(f"leave_out={name!r}: the source has no `if {name}:` branch to leave out")
+    indent = len(head.match(lines[at])[1])
+    end = at + 1
+    def inside(line: str) -> bool:
+        return not line.strip() or len(line) - len(line.lstrip()) > indent
+
+    while end < len(lines) and inside(lines[end]):
+        end += 1
+    while end > at + 1 and not lines[end - 1].strip():  # blank lines after the branch stay
+        end -= 1
+    body = lines[at + 1] if at + 1 < end else lines[at]
+    body_indent = body[: len(body) - len(body.lstrip())] if at + 1 < end else " " * (indent + 4)
+    header = lines[at].split("  #")[0].rstrip()
+    return "\n".join(lines[:at] + [header, f"{body_indent}...  # {note}"] + lines[end:])
 
 
 def show_diff(a, b, *, context: int = 3) -> Code:
@@ -212,5 +244,6 @@ def show_verify(df, title: str = "") -> VerifyTable:
     return VerifyTable(df, title)
 
 
-__all__ = ["Code", "Note", "SideBySide", "VerifyTable", "highlight", "source", "show_source", "show_diff",
-           "show_side_by_side", "show_text", "show_note", "show_verify", "SCROLL_LINES"]
+__all__ = ["Code", "Note", "SideBySide", "VerifyTable", "highlight", "source", "show_source",
+           "without_branch", "show_diff", "show_side_by_side", "show_text", "show_note", "show_verify",
+           "SCROLL_LINES"]

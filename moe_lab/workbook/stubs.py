@@ -62,6 +62,23 @@ def _stub_for(before: list[str], indent: str) -> str:
     return TOP_LEVEL_STUB
 
 
+def _keyword_arguments(region: list[str]) -> list[str]:
+    """The names, when ``region`` (which sits inside a call's parentheses) is nothing but keyword arguments
+    (``a=True, b=False,``)."""
+    import ast
+
+    text = "\n".join(line for line in region if not line.strip().startswith("#")).strip()
+    if not text:
+        return []
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError:
+        return []
+    if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+        return []
+    return [k.arg for k in call.keywords]
+
+
 def strip_solutions(source: str, where: str = "cell") -> tuple[str, list[list[str]]]:
     """``(student source, removed solutions)`` for one code cell's source: one list of lines per region.
 
@@ -92,7 +109,13 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, list[list[st
         if j == len(lines):
             raise MarkerError(f"{where}: {BEGIN!r} on line {i + 1} is never closed with {END!r}")
         indent = _indent(line)
-        out.append(indent + _stub_for(lines[:i], indent))
+        code_before = [ln.split("#")[0].rstrip() for ln in lines[:i] if ln.split("#")[0].strip()]
+        in_call = bool(code_before) and code_before[-1].endswith(("(", ","))
+        keywords = _keyword_arguments(lines[i + 1:j]) if in_call else []
+        if keywords:  # a prediction's answers inside a call: each becomes name=...
+            out.append(indent + " ".join(f"{k}=...," for k in keywords))
+        else:
+            out.append(indent + _stub_for(lines[:i], indent))
         removed.append(lines[i + 1:j])
         i = j + 1
     return "\n".join(out), removed

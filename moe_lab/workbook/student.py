@@ -21,7 +21,9 @@ marker's indentation, which keeps the cell valid Python and contains ``YOUR CODE
   (a kernel that does nothing; its check says "not done yet");
 * inside any other ``def``: ``raise NotImplementedError("YOUR CODE HERE: ...")``;
 * outside any ``def``: ``pass  # YOUR CODE HERE``. Keep solutions inside function bodies: a name that
-  only a top-level solution defines is missing from the student edition.
+  only a top-level solution defines is missing from the student edition;
+* keyword arguments of a call (a prediction, ``predict("relaxed", a=True, b=False,)`` with the markers
+  around ``a=True, b=False,``): each becomes ``name=...``, which ``predict`` reads as not answered yet.
 
 Every notebook of the source folder is copied (notebooks without exercises too) with its outputs and
 execution counts cleared; ``nbval-check-output`` tags are removed from exercise and check cells (a

@@ -2,8 +2,9 @@
 
 Every notebook states its time in its first markdown cell, in exactly one of two forms:
 ``**Time:** NN min`` (on the three-hour path) or ``**Take-home:** about NN min``. The guide's table under
-"Learning path and timing" lists every notebook with its minutes; the path (``00`` to ``07``) adds up to
-180 minutes and its clock column follows from the minutes.
+"Learning path and timing" lists every notebook with its minutes and one break row
+(``| h:mm-h:mm | break | 10 | ...``) between two notebooks of the path; the path (``00`` to ``07``) with
+its break takes at most 190 minutes, and the clock column follows from the minutes, the break included.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 GUIDE = ROOT / "docs" / "instructor-guide.md"
-PATH_MINUTES = 180
+PATH_LIMIT = 190                                          # minutes, the break included
+BREAK_MINUTES = 10
 PATH_NOTEBOOKS = tuple(f"{n:02d}" for n in range(8))      # 00 .. 07: the three-hour path
 TIME = re.compile(r"\*\*Time:\*\* (\d+) min\b")
 TAKE_HOME = re.compile(r"\*\*Take-home:\*\* about (\d+) min\b")
 ROW = re.compile(r"^\| *(?P<clock>[^|]+?) *\| *`(?P<notebook>\d\d_\w+\.ipynb)` *\| *(?P<minutes>[^|]+?) *\|")
+BREAK = re.compile(r"^\| *(?P<clock>[^|]+?) *\| *break *\| *(?P<minutes>\d+) *\|")
 
 
 def notebook_time(path: Path) -> tuple[str, int]:
@@ -39,18 +42,35 @@ def notebook_time(path: Path) -> tuple[str, int]:
     return found[0]
 
 
-def guide_rows(text: str) -> dict[str, tuple[str, str]]:
-    """``{notebook: (clock column, minutes column)}`` from the timetable of the guide."""
+def _timetable(text: str) -> list[str]:
     start = text.index("## Learning path and timing")
     end = text.index("\n## ", start + 1)
+    return text[start:end].splitlines()
+
+
+def guide_rows(text: str) -> dict[str, tuple[str, str]]:
+    """``{notebook: (clock column, minutes column)}`` from the timetable of the guide."""
     rows = {}
-    for line in text[start:end].splitlines():
+    for line in _timetable(text):
         m = ROW.match(line)
         if m:
             if m["notebook"] in rows:
                 raise AssertionError(f"the guide's timetable lists {m['notebook']} twice")
             rows[m["notebook"]] = (m["clock"], m["minutes"])
     return rows
+
+
+def guide_path(text: str) -> list[tuple[str, str, int | None]]:
+    """The timetable's path in order: ``(notebook or "break", clock column, minutes)``; a notebook's
+    minutes are None here (they come from the notebook itself)."""
+    path = []
+    for line in _timetable(text):
+        m, b = ROW.match(line), BREAK.match(line)
+        if m and m["notebook"][:2] in PATH_NOTEBOOKS:
+            path.append((m["notebook"], m["clock"], None))
+        elif b:
+            path.append(("break", b["clock"], int(b["minutes"])))
+    return path
 
 
 def clock(minutes: int) -> str:
@@ -102,16 +122,31 @@ def test_the_guide_lists_every_notebook_with_the_notebooks_own_time():
 
 
 def test_the_path_is_three_hours_and_the_clock_adds_up():
-    rows = guide_rows(GUIDE.read_text())
-    path = [(name, notebook_time(NOTEBOOKS / name)[1]) for name in sorted(rows) if name[:2] in PATH_NOTEBOOKS]
-    assert [name[:2] for name, _ in path] == list(PATH_NOTEBOOKS), \
-        "the path must be notebooks 00 to 07, each once"
-    total = sum(minutes for _, minutes in path)
-    assert total == PATH_MINUTES, (f"the path 00-07 adds up to {total} min, not {PATH_MINUTES}: "
-                                   + ", ".join(f"{name[:2]} {m}" for name, m in path))
+    path = guide_path(GUIDE.read_text())
+    names = [name for name, _, _ in path if name != "break"]
+    assert [name[:2] for name in names] == list(PATH_NOTEBOOKS), \
+        "the path must be notebooks 00 to 07, each once, in order"
+    breaks = [(i, minutes) for i, (name, _, minutes) in enumerate(path) if name == "break"]
+    assert len(breaks) == 1, (f"the timetable needs exactly one break row ('| h:mm-h:mm | break | "
+                              f"{BREAK_MINUTES} | ...'), found {len(breaks)}")
+    at, minutes = breaks[0]
+    assert minutes == BREAK_MINUTES, f"the break is {minutes} min, the path plans {BREAK_MINUTES}"
+    assert 0 < at < len(path) - 1, "the break sits between two notebooks of the path, not at an end"
     elapsed = 0
-    for name, minutes in path:
+    for name, clock_col, minutes in path:
+        if minutes is None:
+            minutes = notebook_time(NOTEBOOKS / name)[1]
         want = f"{clock(elapsed)}-{clock(elapsed + minutes)}"
-        assert rows[name][0] == want, \
-            f"{name}: the guide's clock says {rows[name][0]!r}, the minutes give {want!r}"
+        assert clock_col == want, f"{name}: the guide's clock says {clock_col!r}, the minutes give {want!r}"
         elapsed += minutes
+    assert elapsed <= PATH_LIMIT, (f"the path 00-07 with its break takes {elapsed} min, more than "
+                                   f"{PATH_LIMIT}: " + ", ".join(f"{name[:5]} {m}" for name, _, m in path))
+
+
+def test_the_path_reader_needs_one_break_between_notebooks(tmp_path):
+    table = "\n".join(["## Learning path and timing", "", "| time | notebook | minutes | what | exercises |",
+                       "|---|---|---|---|---|",
+                       "| 0:00-0:10 | `00_tour.ipynb` | 10 | | |", "| 0:10-0:20 | break | 10 | | |",
+                       "| 0:20-0:35 | `01_the_problem.ipynb` | 15 | | |", "", "## Next", ""])
+    assert guide_path(table) == [("00_tour.ipynb", "0:00-0:10", None), ("break", "0:10-0:20", 10),
+                                 ("01_the_problem.ipynb", "0:20-0:35", None)]

@@ -3,7 +3,7 @@
 * the notebooks are the eleven of the path, 00 to 10;
 * each one's kernel is the workbook's (``moe-lab``, installed by ``make lab``/``make setup``);
 * each one's first markdown cell carries exactly one time line, ``**Time:** N min`` on the
-  three-hour path (00-07, summing to 180) or ``**Take-home:** about N min`` (08-10);
+  three-hour path (00-07: with a 10-minute break, at most 190) or ``**Take-home:** about N min`` (08-10);
 * each one ends with a markdown link to the next one (the last back to 00);
 * ``notebooks/README.md`` and 00's table link to every notebook, with the same times.
 """
@@ -21,7 +21,8 @@ PATH = ["00_tour", "01_the_problem", "02_first_kernels", "03_vectorise", "04_sca
         "05_contention_and_histograms", "06_decode_graphs_memory_order", "07_reading_the_benchmark"]
 TAKE_HOME = ["08_expert_parallel", "09_explorers", "10_dispatch"]
 ORDER = PATH + TAKE_HOME
-PATH_MINUTES = 180
+PATH_LIMIT = 190      # minutes of the path 00-07, its one 10-minute break included
+BREAK_MINUTES = 10
 KERNELSPEC = {"display_name": "moe-lab (Python)", "language": "python", "name": "moe-lab"}
 SET_KERNELSPEC = (  # the fix: run from the repository root
     """python -c 'import json, glob, pathlib; [pathlib.Path(p).write_text(json.dumps({"""
@@ -86,8 +87,8 @@ def test_says_how_long_it_takes(name):
 
 
 def test_the_path_takes_three_hours():
-    total = sum(times(n)[1] for n in PATH)
-    assert total == PATH_MINUTES, {n: times(n)[1] for n in PATH}
+    total = sum(times(n)[1] for n in PATH) + BREAK_MINUTES
+    assert total <= PATH_LIMIT, {n: times(n)[1] for n in PATH}
 
 
 def test_readme_and_tour_link_every_notebook_with_its_time():

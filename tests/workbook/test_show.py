@@ -57,3 +57,28 @@ def test_note_is_small_text_not_an_error():
     note = show.show_note("moe_lab: kernels run <here>")
     assert repr(note) == "moe_lab: kernels run <here>"
     assert "&lt;here&gt;" in note._repr_html_() and "color:#555" in note._repr_html_()
+
+
+def test_leave_out_shows_a_branch_as_one_line():
+    from moe_lab.stages import block_histogram
+
+    whole = show.show_source(block_histogram.block_histogram_kernel)
+    shown = show.show_source(block_histogram.block_histogram_kernel, leave_out="WRITE_COUNTS",
+                             note="it answers a later exercise")
+    assert "tl.store(count_ptr + bins, counts" in whole.text
+    assert "tl.store(count_ptr + bins, counts" not in shown.text  # the branch's body is gone
+    assert "    if WRITE_COUNTS:\n        ...  # it answers a later exercise\n    else:" in shown.text
+    assert "tl.atomic_add(count_ptr + bins, counts" in shown.text  # the other branch stays
+    assert shown.header.endswith("(the WRITE_COUNTS branch left out)")
+    assert len(shown.text.splitlines()) == len(whole.text.splitlines())  # a one-line body, one-line note
+
+
+def test_leave_out_a_branch_that_is_not_there_says_so():
+    with pytest.raises(ValueError, match="no `if NOPE:` branch"):
+        show.show_source(show.show_source, leave_out="NOPE")
+
+
+def test_without_branch_keeps_what_follows_the_branch():
+    text = "def f(x):\n    if FLAG:  # why\n        a = 1\n\n        b = 2\n    c = 3\n"
+    want = "def f(x):\n    if FLAG:\n        ...  # gone\n    c = 3\n"
+    assert show.without_branch(text, "FLAG", "gone") == want

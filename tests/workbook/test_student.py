@@ -274,3 +274,20 @@ def test_instructor_guide_matches_the_notebooks():
                     f"{path.name} runs exercise {name!r}, which EXERCISES places in notebook "
                     f"{EXERCISES[name].notebook}")
                 assert path.name in [ln for ln in guide.splitlines() if ln.startswith(f"| `{name}` |")][0]
+
+
+def test_a_predictions_answers_become_ellipses():
+    """A prediction in the solution edition holds real answers between the markers, inside the call;
+    the student copy keeps the call and leaves every answer as ``...`` (predict: "not done yet")."""
+    cell = ('predict("relaxed",\n'
+            '        # BEGIN SOLUTION\n'
+            '        faster_at_1_token=False, faster_at_1M_tokens=False,\n'
+            '        # END SOLUTION\n'
+            '        )')
+    out, removed = student.strip_solutions(cell)
+    assert out == 'predict("relaxed",\n        faster_at_1_token=..., faster_at_1M_tokens=...,\n        )'
+    assert removed == [["        faster_at_1_token=False, faster_at_1M_tokens=False,"]]
+    compile(out, "cell", "exec")  # still valid Python
+    # anything that is not only keyword arguments keeps the usual stub
+    body = "x = 1\n# BEGIN SOLUTION\ny = f(a=1)\n# END SOLUTION\n"
+    assert student.strip_solutions(body)[0] == "x = 1\npass  # YOUR CODE HERE\n"

@@ -50,17 +50,18 @@ def test_every_notebook_runs_to_the_end(student_run):
     assert not failed, "\n\n".join(failed)
 
 
-def test_every_check_says_not_done_yet(student_run):
+def test_every_check_and_prediction_says_not_done_yet(student_run):
     failures, checked = [], 0
     for path, nb, _ in student_run:
         text = path.read_text()
         assert "BEGIN SOLUTION" not in text, f"{path.name} still holds a solution marker"
         for cell in nb.cells:
-            if cell.cell_type == "code" and CHECK_RE.search(cell.source):
+            prediction = "predict(" in cell.source and "=...," in cell.source  # left as ...: records nothing
+            if cell.cell_type == "code" and (CHECK_RE.search(cell.source) or prediction):
                 checked += 1
                 if "not done yet" not in _outputs(cell):
-                    failures.append(f"{path.name}: a check cell did not say 'not done yet':\n{cell.source}\n"
-                                    f"-> {_outputs(cell)[:500]}")
+                    failures.append(f"{path.name}: a check or prediction cell did not say 'not done yet':\n"
+                                    f"{cell.source}\n-> {_outputs(cell)[:500]}")
     assert checked, "no check cell ran"
     assert not failures, "\n\n".join(failures)
 

@@ -7,6 +7,7 @@
     solution("masked_block")              # the shipped answer, only when asked
     progress()                            # which exercises passed in this kernel session
     predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=False); reveal("relaxed")
+    predicted("launch_bound")             # what was predicted for a notebook's question
     after_check("masked_block", ...)      # the shipped answer, once this session's check passed
     after_prediction("relaxed", ...)      # what answers a prediction, once one is recorded
     debug_kernel()                        # the debugging puzzle's planted-bug kernel (source)
@@ -40,9 +41,9 @@ from moe_lab.workbook.exercises import learn, sandbox
 from moe_lab.workbook.exercises.address import GUARD
 from moe_lab.workbook.exercises.catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
 from moe_lab.workbook.exercises.diagnose import error_line
-from moe_lab.workbook.exercises.learn import example, hint, predict, progress, solution
+from moe_lab.workbook.exercises.gated import after_check, after_prediction
+from moe_lab.workbook.exercises.learn import example, hint, predict, predicted, progress, reveal, solution
 from moe_lab.workbook.exercises.report import CheckResult, collecting, say, say_level
-from moe_lab.workbook.exercises.reveal import after_check, after_prediction
 from moe_lab.workbook.exercises.runners import CASE_GROUPS, check_block_size, check_kernel
 from moe_lab.workbook.exercises.source import (
     host_help,
@@ -51,8 +52,6 @@ from moe_lab.workbook.exercises.source import (
     python_helpers,
     signature_problem,
 )
-
-reveal = learn.reveal  # the function: importing the submodule .reveal above rebound the package's name
 
 
 def check(name: str, obj, *, hint: int = 0) -> CheckResult:
@@ -159,7 +158,6 @@ def buggy_kernel():
     return make()
 
 
-__all__ = ["check", "hint", "solution", "progress", "example", "predict", "reveal", "after_check",
-           "after_prediction", "debug_kernel",
-           "buggy_kernel", "CheckResult", "EXERCISES", "HINTS", "Exercise", "MARKER", "CASE_GROUPS",
-           "GUARD"]
+__all__ = ["check", "hint", "solution", "progress", "example", "predict", "predicted", "reveal",
+           "after_check", "after_prediction", "debug_kernel", "buggy_kernel", "CheckResult", "EXERCISES",
+           "HINTS", "Exercise", "MARKER", "CASE_GROUPS", "GUARD"]

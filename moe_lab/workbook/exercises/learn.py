@@ -41,11 +41,14 @@ def hint(name: str, level: int = 1) -> Text:
 def solution(name: str):
     """The shipped answer of exercise ``name`` (its source, then its walk-through). Only when asked."""
     from moe_lab.workbook.exercises.answers import answer
-    from moe_lab.workbook.exercises.reveal import Shown, walkthrough
+    from moe_lab.workbook.exercises.gated import Shown, walkthrough
     from moe_lab.workbook.show import show_source
 
     exercise(name)
-    return Shown([show_source(answer(name)), *walkthrough(name)])
+    code = show_source(answer(name))
+    parts = walkthrough(name)
+    shown_already = any(getattr(part, "text", None) == code.text for part in parts)  # in the walk-through
+    return Shown(parts if shown_already else [code, *parts])
 
 
 def progress() -> Text:
@@ -105,11 +108,21 @@ def example(name: str) -> Text:
 
 @dataclass(frozen=True)
 class Question:
+    """One thing a learner predicts. A ``bool`` question with a ``stage`` and a ``baseline`` reads "stage
+    is faster than baseline at num_tokens" and :func:`reveal` answers it from the recorded benchmark; a
+    ``number`` question (tokens, a ratio) is answered by the notebook's own cell, through
+    :func:`moe_lab.workbook.exercises.after_prediction`."""
+
     key: str
     text: str
-    stage: str
-    baseline: str
-    num_tokens: int
+    stage: str = ""
+    baseline: str = ""
+    num_tokens: int = 0
+    kind: str = "bool"
+
+    @property
+    def form(self) -> str:
+        return f"{self.key}=True/False" if self.kind == "bool" else f"{self.key}=<a number>"
 
 
 QUESTIONS: dict[str, tuple[Question, ...]] = {
@@ -119,8 +132,26 @@ QUESTIONS: dict[str, tuple[Question, ...]] = {
         Question("faster_at_1M_tokens", "relaxed is faster than scalar_atomic at 1M tokens", "relaxed",
                  "scalar_atomic", 1 << 20),
     ),
+    "graph_nodes": (
+        Question("zeros_us", "a memset of the counters alone, us under graph replay", kind="number"),
+        Question("scalar_atomic_us", "scalar_atomic (memset + kernel) at 8 slots, us under graph replay",
+                 kind="number"),
+    ),
+    "launch_bound": (
+        Question("eager_tokens", "the most tokens at which best is still flat, eager", kind="number"),
+        Question("graph_tokens", "the most tokens at which best is still flat, graph replay", kind="number"),
+    ),
+    "copy_floor": (
+        Question("best_over_copy", "best's time over the copy's at 8M slots, graph replay", kind="number"),
+        Question("fraction_of_spec", "best's bandwidth as a fraction of 3.35 TB/s", kind="number"),
+    ),
+    "graph_replay": (
+        Question("lead_eager", "scalar_atomic time / best time at decode sizes, eager", kind="number"),
+        Question("lead_graph", "scalar_atomic time / best time at decode sizes, graph replay", kind="number"),
+    ),
 }
-"""The predictions an exercise asks for (answered from the recorded H100 benchmark)."""
+"""What a learner predicts, by name: an exercise's prediction (``relaxed``, answered by its check) or a
+notebook's question (answered by the cell after it)."""
 
 FASTER = 0.95
 """"Faster" means a median at most this fraction of the baseline's (5 % beyond run-to-run noise)."""
@@ -136,34 +167,60 @@ def _recorded(stages) -> "object":
     return results.select(df, stage=list(stages), **_WHERE), results.short_provenance(df)
 
 
-def predict(name: str, **answers) -> Text:
-    """Record a prediction for exercise ``name`` (e.g. ``predict("relaxed", faster_at_1_token=True,
-    faster_at_1M_tokens=False)``); :func:`reveal` answers it from recorded H100 data."""
-    ex = exercise(name)
-    questions = {q.key: q for q in QUESTIONS.get(ex.name, ())}
-    if not questions:
-        raise ValueError(f"name must be an exercise that asks for a prediction "
+def _questions(name) -> dict[str, Question]:
+    if not isinstance(name, str) or name not in QUESTIONS:
+        raise ValueError(f"name must be an exercise that asks for a prediction or a notebook's question "
                          f"({', '.join(map(repr, QUESTIONS))}), got {name!r}")
+    return {q.key: q for q in QUESTIONS[name]}
+
+
+def predict(name: str, **answers) -> Text:
+    """Record a prediction (e.g. ``predict("relaxed", faster_at_1_token=True, faster_at_1M_tokens=False)``).
+
+    A value left as ``...`` is not answered yet: nothing is recorded, and one line says what to write.
+    ``reveal`` (or the check) answers an exercise's prediction; a notebook's question is answered by the
+    cell after it once a prediction is recorded.
+    """
+    questions = _questions(name)
     unknown = sorted(set(answers) - set(questions))
     if unknown or not answers:
-        raise ValueError(f"predict({name!r}, ...) takes {', '.join(f'{k}=True/False' for k in questions)}; "
+        raise ValueError(f"predict({name!r}, ...) takes {', '.join(q.form for q in questions.values())}; "
                          f"got {', '.join(unknown) or 'no answers'}")
     for key, value in answers.items():
-        if not isinstance(value, bool):
+        if value is ...:
+            continue
+        if questions[key].kind == "bool" and not isinstance(value, bool):
             raise TypeError(f"{key} must be True or False, got {value!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if questions[key].kind == "number" and not number:
+            raise TypeError(f"{key} must be a number, got {value!r}")
+    missing = [k for k, v in answers.items() if v is ...]
+    if missing:
+        return Text(f"{name}: not done yet: replace each ... with your prediction "
+                    f"({', '.join(questions[k].form for k in missing)}), then run this cell again")
     PREDICTIONS_MADE[name] = dict(answers)
     lines = [f"{name}: prediction recorded"]
     lines += [f"  {questions[k].text}: {v}" for k, v in answers.items()]
-    lines.append(f"  reveal({name!r}) answers it from the recorded H100 numbers")
+    if any(q.stage for q in questions.values()):
+        lines.append(f"  reveal({name!r}) answers it from the recorded H100 numbers")
+    else:
+        lines.append("  the next cell answers it from the recorded numbers")
     return Text("\n".join(lines))
+
+
+def predicted(name: str) -> dict:
+    """The answers recorded with ``predict(name, ...)`` in this kernel session (``{}`` when none)."""
+    _questions(name)
+    return dict(PREDICTIONS_MADE.get(name, {}))
 
 
 def reveal(name: str) -> Text:
     """Answer the recorded prediction of ``name`` from the recorded benchmark (CUDA-graph replay)."""
-    ex = exercise(name)
-    questions = QUESTIONS.get(ex.name, ())
+    questions = tuple(q for q in _questions(name).values() if q.stage)
     if not questions:
-        raise ValueError(f"name must be one of {', '.join(map(repr, QUESTIONS))}, got {name!r}")
+        revealed = [n for n, qs in QUESTIONS.items() if any(q.stage for q in qs)]
+        raise ValueError(f"reveal answers the predictions of {', '.join(map(repr, revealed))}; {name!r} is "
+                         f"answered by the cell after its predict(...)")
     made = PREDICTIONS_MADE.get(name)
     if made is None:
         return Text(f"{name}: no prediction recorded yet: run predict({name!r}, "
@@ -191,4 +248,4 @@ def reveal(name: str) -> Text:
 
 
 __all__ = ["PASSED", "PREDICTIONS_MADE", "Text", "hint", "solution", "progress", "example", "QUESTIONS",
-           "predict", "reveal"]
+           "Question", "predict", "predicted", "reveal"]

@@ -10,9 +10,13 @@ shows one line saying how to see it.
     after_check("masked_block", show_source(tl_full.tl_full_kernel), lambda: verify.verify("tl_full"))
     after_prediction("relaxed", lambda: recorded_table())    # callables run only when revealed
 
+What answers a prediction may have a walk-through too, ``walkthroughs/<name>.prediction.md``, shown
+before the rest once a prediction is recorded.
+
 A walk-through is a markdown file, ``walkthroughs/<exercise>.md`` beside this module. A line of it that
 reads ``{{source moe_lab.stages.tl_full:tl_full_kernel}}`` shows that object's source, as
-``show_source`` would.
+``show_source`` would; ``{{source module:kernel leave_out=NAME "note"}}`` shows it with its ``if NAME:``
+branch as one line ``...  # note`` (a branch that answers a later exercise).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from moe_lab.workbook.exercises import learn
 from moe_lab.workbook.exercises.catalogue import exercise
 
 WALKTHROUGHS = Path(__file__).resolve().parent / "walkthroughs"
-_SOURCE = re.compile(r"^\{\{source ([\w.]+):([\w.]+)\}\}$")
+_SOURCE = re.compile(r'^\{\{source ([\w.]+):([\w.]+)(?: leave_out=(\w+)(?: "([^"]*)")?)?\}\}$')
 
 
 class Shown:
@@ -74,10 +78,17 @@ class Markdown:
 
 def walkthrough(name: str) -> list:
     """The walk-through of exercise ``name`` as parts to show (markdown and source), or ``[]``."""
+    exercise(name)
+    return _parts(WALKTHROUGHS / f"{name}.md")
+
+
+_walkthrough = walkthrough  # after_check's keyword of the same name hides it there
+
+
+def _parts(path: Path) -> list:
+    """A walk-through file as parts to show: markdown, and the source its ``{{source ...}}`` lines name."""
     from moe_lab.workbook.show import show_source
 
-    exercise(name)
-    path = WALKTHROUGHS / f"{name}.md"
     if not path.is_file():
         return []
     parts, text = [], []
@@ -92,7 +103,7 @@ def walkthrough(name: str) -> list:
         obj = importlib.import_module(found[1])
         for attr in found[2].split("."):
             obj = getattr(obj, attr)
-        parts.append(show_source(obj))
+        parts.append(show_source(obj, leave_out=found[3] or "", note=found[4] or ""))
     if "".join(text).strip():
         parts.append(Markdown("\n".join(text).strip("\n")))
     return parts
@@ -102,26 +113,33 @@ def _realised(shown) -> list:
     return [item() if callable(item) and not hasattr(item, "_repr_html_") else item for item in shown]
 
 
-def after_check(name: str, *shown):
+def after_check(name: str, *shown, walkthrough: bool = True):
     """The walk-through of exercise ``name`` and ``shown``, once its check has passed in this kernel
-    session; before that, one line saying how to see them. Callables in ``shown`` run only then."""
+    session; before that, one line saying how to see them. Callables in ``shown`` run only then.
+
+    ``walkthrough=False`` shows ``shown`` alone: something later in the notebook that would answer the
+    exercise (a take-home puzzle built on the same loop, say) waits for the same check.
+    """
     ex = exercise(name)
     if learn.PASSED.get(name):
-        return Shown(walkthrough(name) + _realised(shown))
+        return Shown((_walkthrough(name) if walkthrough else []) + _realised(shown))
+    if not walkthrough:
+        return learn.Text(f"{ex.name}: this is close to the answer of exercise {ex.name!r}, so it appears "
+                          f"here once check(\"{ex.name}\", ...) passes (then run this cell again).")
     return learn.Text(f"{ex.name}: the shipped answer and its walk-through appear here once "
                       f"check(\"{ex.name}\", ...) passes (then run this cell again), or now with "
                       f"solution(\"{ex.name}\").")
 
 
 def after_prediction(name: str, *shown):
-    """``shown`` once a prediction for ``name`` is recorded (``predict``); before that, one line saying so.
-    Callables in ``shown`` run only then."""
-    exercise(name)
+    """``shown`` once a prediction for ``name`` is recorded (``predict``), after the prediction's own
+    walk-through (``walkthroughs/<name>.prediction.md``, when there is one); before that, one line saying
+    so. Callables in ``shown`` run only then."""
     if name not in learn.QUESTIONS:
-        raise ValueError(f"name must be an exercise that asks for a prediction "
-                         f"({', '.join(learn.QUESTIONS)}), got {name!r}")
+        raise ValueError(f"name must be an exercise that asks for a prediction or a notebook's question "
+                         f"({', '.join(map(repr, learn.QUESTIONS))}), got {name!r}")
     if name in learn.PREDICTIONS_MADE:
-        return Shown(_realised(shown))
+        return Shown(_parts(WALKTHROUGHS / f"{name}.prediction.md") + _realised(shown))
     return learn.Text(f"{name}: this answers your prediction; record one first with predict(\"{name}\", ...) "
                       f"and run this cell again.")
 
