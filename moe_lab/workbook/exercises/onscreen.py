@@ -354,7 +354,8 @@ def scan(screens: list[Screen]) -> Report:
     from moe_lab.workbook.exercises.learn import QUESTIONS
 
     exercises = [found for ex in EXERCISES.values() if (found := exercise_on_screen(ex, screens))]
-    predictions = [found for name in QUESTIONS if (found := prediction_on_screen(name, screens))]
+    predictions = [found for name in QUESTIONS  # an exercise's prediction: its answer is recorded data
+                   if name in EXERCISES and (found := prediction_on_screen(name, screens))]
     errors = [f"{s.name}: {s.error.splitlines()[-1] if s.error.strip() else s.error}"
               for s in screens if s.error]
     return Report(exercises, predictions, errors)
