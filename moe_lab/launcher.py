@@ -16,7 +16,12 @@ pointer its dtype and whether its address is a multiple of 16; for every integer
 kernel's ``do_not_specialize`` whether it equals 1 and whether it is a multiple of 16; for every integer
 whether it fits in int32. The class is at least as fine as Triton's own key, so a binary is never used
 for arguments it was not compiled for. Under the interpreter, or with a launch hook installed (a
-profiler), every launch takes Triton's ordinary path.
+profiler), every launch takes Triton's ordinary path (:func:`direct` says which).
+
+A caller that keeps the binary a :class:`Launcher` returns may launch it again itself with
+:func:`run_binary`, passing a pointer argument as its address (an int: Triton's launchers take one as
+it is, skipping the ``data_ptr()`` call and the driver's pointer query a tensor costs), provided it
+keys the binary by everything this class depends on (the dispatch op does, :mod:`moe_lab.dispatch.call`).
 """
 
 from __future__ import annotations
@@ -33,11 +38,17 @@ _INT32 = (-(2**31), 2**31 - 1)
 
 
 _RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what Triton itself asks
+_GET_DEVICE = getattr(torch._C, "_cuda_getDevice", None)  # torch.cuda.current_device() without its Python
 
 
 def current_stream(device: int) -> int:
     """The raw handle of the current CUDA stream of ``device`` (what Triton's own launch uses)."""
     return _RAW_STREAM(device) if _RAW_STREAM is not None else torch.cuda.current_stream(device).cuda_stream
+
+
+def current_device() -> int:
+    """The index of the current CUDA device: where Triton launches (whatever device the tensors are on)."""
+    return _GET_DEVICE() if _GET_DEVICE is not None else torch.cuda.current_device()
 
 
 def _installed(hook) -> bool:
@@ -53,6 +64,11 @@ def hooks_installed() -> bool:
     """Whether something (a profiler) listens to Triton's launches: then Triton launches every call."""
     return _installed(getattr(_RUNTIME, "launch_enter_hook", None)) or \
         _installed(getattr(_RUNTIME, "launch_exit_hook", None))
+
+
+def direct() -> bool:
+    """Whether kept binaries may be called directly: kernels are compiled and no launch hook listens."""
+    return not backend.INTERPRETER and not hooks_installed()
 
 
 def run_binary(binary, grid: int, stream: int, args, tail) -> None:
@@ -112,23 +128,29 @@ class Launcher:
                 out.append(type(value))
         return tuple(out)
 
-    def __call__(self, grid: int, *args) -> None:
+    def through_triton(self, grid: int, args):
+        """Launch through Triton's own path (compiling the first time); returns the compiled kernel."""
+        return self.kernel[(grid,)](*args, **self.constexprs, num_warps=self.num_warps)
+
+    def __call__(self, grid: int, *args):
+        """Launch; returns the binary kept for the arguments' class, or None where Triton launched it
+        because no binary may be called directly (:func:`direct`)."""
         if len(args) != self.num_runtime:
             raise TypeError(f"{self.kernel.__name__} takes {self.num_runtime} runtime arguments, "
                             f"got {len(args)}")
-        if backend.INTERPRETER or hooks_installed():
-            self.kernel[(grid,)](*args, **self.constexprs, num_warps=self.num_warps)
-            return
-        key = (torch.cuda.current_device(), self.key(args))
+        if not direct():
+            self.through_triton(grid, args)
+            return None
+        key = (current_device(), self.key(args))
         binary = self.binaries.get(key)
         if binary is None:
-            binary = self.kernel[(grid,)](*args, **self.constexprs, num_warps=self.num_warps)
+            binary = self.through_triton(grid, args)
             with self._lock:
                 self.binaries[key] = binary
-            return
-        if grid == 0:
-            return
-        run_binary(binary, grid, current_stream(key[0]), args, self.tail)
+            return binary
+        if grid:  # Triton launches nothing for an empty grid either
+            run_binary(binary, grid, current_stream(key[0]), args, self.tail)
+        return binary
 
 
-__all__ = ["Launcher", "current_stream", "hooks_installed", "run_binary"]
+__all__ = ["Launcher", "current_device", "current_stream", "direct", "hooks_installed", "run_binary"]

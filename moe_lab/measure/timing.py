@@ -93,22 +93,28 @@ HOST_REPEATS = 7
 """Repeats of :func:`host_us`; the quantiles are over these."""
 
 
-def host_us(fn, calls: int = HOST_CALLS, repeats: int = HOST_REPEATS) -> tuple[float, float, float]:
+def host_us(fn, calls: int = HOST_CALLS, repeats: int = HOST_REPEATS, *, gpu: bool = True
+            ) -> tuple[float, float, float]:
     """``(median_us, p20_us, p80_us)`` of the wall time per call of ``calls`` back-to-back calls of
-    ``fn()`` with one ``torch.cuda.synchronize()`` at the end (after a warm-up of the same length)."""
+    ``fn()`` with one ``torch.cuda.synchronize()`` at the end (after a warm-up of the same length).
+
+    ``gpu=False`` times a host path alone, on any machine and with no synchronisation: what
+    ``tools/dispatch_host_profile.py --stubbed`` does with the kernel launches replaced by no-ops."""
     _check(fn, "eager")
-    require_gpu("host_us")
+    if gpu:
+        require_gpu("host_us")
     import time
 
     import torch
 
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     per_call = []
     for r in range(repeats + 1):
-        torch.cuda.synchronize()
+        sync()
         began = time.perf_counter()
         for _ in range(calls):
             fn()
-        torch.cuda.synchronize()
+        sync()
         if r:  # the first round is the warm-up
             per_call.append((time.perf_counter() - began) / calls * 1e6)
     per_call.sort()

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from moe_lab import interp
-from moe_lab.dispatch import blocks, compare, inputs, launch, op, prepare_dispatch, prepare_dispatch_reference
+from moe_lab.dispatch import blocks, call, compare, inputs, launch, op, prepare_dispatch
 from moe_lab.dispatch.data import make_inputs
+from moe_lab.dispatch.reference import prepare_dispatch_reference
 from moe_lab.launcher import Launcher
 
 
@@ -265,17 +266,20 @@ def test_the_rules_route_by_size():
 
 
 def test_shapes_interleaved_reuse_their_plans(device):
-    """Calls of two shapes and both modes, interleaved: each exact, each shape's plan computed once."""
+    """Calls of two shapes and both modes, interleaved: each exact, each shape's plan computed once and
+    its call plan found by every later call."""
     cases = [make_inputs(n, 8, 64, seed=n, pad_rows=n // 5, device=device) for n in (33, 70)]
     wants = [prepare_dispatch_reference(i.cpu(), 8, 8, xx.cpu(), s.cpu()) for i, xx, s in cases]
     launch.plan.cache_clear()
+    call.forget()
     for _ in range(2):
         for (ids, x, scales), want in zip(cases, wants):
             for graph_safe in (True, False):
                 got = prepare_dispatch(ids, 8, 8, x, scales, graph_safe=graph_safe)
                 assert compare.problems(got, want, x, scales) == []
     info = launch.plan.cache_info()
-    assert info.misses == 4 and info.hits == 4  # 2 shapes x 2 modes computed once, then found
+    assert info.misses == 4 and info.hits == 0  # 2 shapes x 2 modes planned once; later calls: call plans
+    assert call.kept() == 4
 
 
 def test_launcher_refuses_what_it_cannot_launch():
@@ -349,7 +353,7 @@ def test_cached_binary_is_launched_as_triton_launches_it(monkeypatch):
             calls.append(args)
 
     monkeypatch.setattr(launcher.backend, "INTERPRETER", False)
-    monkeypatch.setattr(launcher.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(launcher, "current_device", lambda: 0)
     monkeypatch.setattr(launcher, "current_stream", lambda device: 1234)
     lay = Launcher(kernels.table_kernel, {"BINS": 32, "SCAN": 64, "BY_TILE": False}, 4)
     first = []  # the kernel's first launch of a class: through Triton, which returns the binary

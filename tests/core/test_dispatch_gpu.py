@@ -1,6 +1,7 @@
 """The dispatch layout on a GPU at DeepSeek-V3 EP8 sizes: exact on every launch plan, sync-free under
 graph capture (64 tokens take one launch, 1024 two, 8192 the token blocks), the same bits on every replay,
-independent across streams, exact through the cached binaries whatever the alignment of the inputs;
+independent across streams, exact through the kept binaries whatever the alignment of the inputs and
+the row count;
 the chain it replaces, up to row order. Skipped without a CUDA GPU."""
 
 from __future__ import annotations
@@ -107,6 +108,23 @@ def test_cached_binaries_follow_the_alignment_of_the_inputs():
         for args in ((ids, x, scales), (odd_ids, odd_x, odd_scales), (ids, odd_x, scales), (ids, x, scales)):
             got = prepare_dispatch(args[0], START, LOCAL, args[1], args[2], graph_safe=graph_safe)
             assert compare.problems(got, want, x, scales) == []
+
+
+@pytest.mark.parametrize("tokens", [300, 2048])
+def test_kept_binaries_as_the_rows_change(tokens):
+    """One shape, exact sizing with align 1, routings whose row count M falls in every class Triton
+    specialises an integer on (1, a multiple of 16, neither), starts of every class: each call after the
+    first launches the kept binaries with addresses, and each is exact."""
+    for pad in (0, tokens - 1, tokens - 2, 5, 0):
+        ids, x, scales = make_inputs(tokens, TOPK, EXPERTS, hidden=HIDDEN, pad_rows=pad, seed=pad,
+                                     device="cuda")
+        if pad == tokens - 1:  # one local slot: M == 1
+            ids[0] = torch.tensor([START] + [-1] * (TOPK - 1), dtype=ids.dtype)
+        for start in (START, 1, 16):
+            want = prepare_dispatch_reference(ids, start, LOCAL, x, scales, align=1)
+            for graph_safe in (False, True):
+                got = prepare_dispatch(ids, start, LOCAL, x, scales, align=1, graph_safe=graph_safe)
+                assert compare.problems(got, want, x, scales) == [], (pad, start, graph_safe)
 
 
 def test_threads_and_shapes_interleaved():
