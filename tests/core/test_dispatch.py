@@ -10,10 +10,10 @@ import threading
 import pytest
 import torch
 
-from moe_lab import interp
 from moe_lab.dispatch import blocks, call, compare, inputs, launch, op, prepare_dispatch
 from moe_lab.dispatch.data import make_inputs
 from moe_lab.dispatch.reference import prepare_dispatch_reference
+from moe_lab.inspection import hooks
 from moe_lab.launcher import Launcher
 
 
@@ -142,13 +142,12 @@ def test_no_module_state():
     assert all(isinstance(v, (int, bool, Launcher)) for q in (p, bp) for v in vars(q).values())
 
 
-@pytest.mark.skipif(not interp.__dict__.get("hooked"), reason="needs moe_lab.interp.hooked")
 def test_interrupted_call_leaves_nothing_behind(device):
     if device.type != "cpu":
         pytest.skip("interrupts a kernel inside the interpreter")
     ids, x, scales = make_inputs(300, 8, 64, seed=7, device=device)
     stores = {"n": 0}
-    store = interp.original("create_masked_store")
+    store = hooks.original("create_masked_store")
 
     def stop_midway(*args, **kwargs):
         stores["n"] += 1
@@ -156,7 +155,7 @@ def test_interrupted_call_leaves_nothing_behind(device):
             raise KeyboardInterrupt  # the Stop button, in the middle of the first launch
         return store(*args, **kwargs)
 
-    with pytest.raises(KeyboardInterrupt), interp.hooked(create_masked_store=stop_midway):
+    with pytest.raises(KeyboardInterrupt), hooks.hooked(create_masked_store=stop_midway):
         prepare_dispatch(ids, 8, 8, x, scales)
     check(ids, x, scales, 8, 8)
 
