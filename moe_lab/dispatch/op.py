@@ -232,7 +232,8 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     ``m_indices``; hand the GEMM all of them), and ``num_rows`` is None. Either way the result is the
     same bits on every run.
     """
-    a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True)
+    a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True,
+                     graph_safe=graph_safe)
     device = topk_ids.device
     num_tokens, topk = topk_ids.shape
     cap = inputs.max_rows(topk_ids.numel(), a.num_local, a.align)
