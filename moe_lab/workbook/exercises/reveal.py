@@ -20,6 +20,8 @@ from __future__ import annotations
 import html
 import importlib
 import re
+import sys
+import types
 from pathlib import Path
 
 from moe_lab.workbook.exercises import learn
@@ -124,6 +126,17 @@ def after_prediction(name: str, *shown):
         return Shown(_realised(shown))
     return learn.Text(f"{name}: this answers your prediction; record one first with predict(\"{name}\", ...) "
                       f"and run this cell again.")
+
+
+class _Reveal(types.ModuleType):
+    """The package exports one ``reveal``: this module, which called answers a recorded prediction
+    (``reveal("relaxed")``, :func:`moe_lab.workbook.exercises.learn.reveal`)."""
+
+    def __call__(self, name: str):
+        return learn.reveal(name)
+
+
+sys.modules[__name__].__class__ = _Reveal
 
 
 __all__ = ["Shown", "Markdown", "walkthrough", "after_check", "after_prediction", "WALKTHROUGHS"]
