@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from moe_lab.checks import as_int, check_args
+from moe_lab.checks import INT32_MAX, as_int, check_args
 
 GROUP = 128
 """Columns of ``x`` that share one scale (DeepSeek-V3's 1x128 fp8 quantisation groups)."""
@@ -30,8 +31,13 @@ class Args:
     """True for ue8m0 scales packed four to an int32; False for fp32 scales."""
 
 
-def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton: bool) -> Args:
+def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton: bool,
+          graph_safe: bool = False) -> Args:
     """Validate every argument of :func:`moe_lab.dispatch.prepare_dispatch`; return them as ints."""
+    if not isinstance(graph_safe, (bool, np.bool_)):
+        raise TypeError(f"graph_safe must be True or False, got {graph_safe!r} "
+                        f"({type(graph_safe).__name__}); True: no host read, worst-case sizes (CUDA "
+                        f"graphs); False: exact sizes")
     start, num_local = check_args(topk_ids, start, num_local, stage="dispatch", needs_triton=needs_triton)
     num_tokens = topk_ids.shape[0]
     if not isinstance(x, torch.Tensor):
@@ -75,7 +81,12 @@ def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton
     if align <= 0 or align & (align - 1):
         raise ValueError(f"align must be a power of two >= 1 (rows per expert block of the grouped GEMM), "
                          f"got {align}; DeepGEMM's contiguous layout uses 128")
-    if padding not in PADDING:
+    rows = max_rows(topk_ids.numel(), num_local, align)
+    if rows > INT32_MAX:
+        raise ValueError(f"align={align} with num_local={num_local} and {topk_ids.numel()} slots can need "
+                         f"{rows} rows, past the int32 offsets (at most 2**31 - 1 = {INT32_MAX}); use a "
+                         f"smaller align (DeepGEMM's contiguous layout uses 128) or fewer slots per call")
+    if not isinstance(padding, str) or padding not in PADDING:
         raise ValueError(f"padding must be one of {PADDING} ('expert': padding rows carry their expert's "
                          f"id; 'skip': they carry -1), got {padding!r}")
     return Args(start, num_local, align, hidden, want, packed)

@@ -70,7 +70,8 @@ def prepare_dispatch(topk_ids, start, num_local, x, scales, *, align: int = 128,
     k = call.key(topk_ids, num_local, x, scales, align, padding, graph_safe)
     plan = call.find(k)  # the shape's plan, when a call of this shape passed every check before
     if plan is None or type(start) is not int or not 0 <= start <= INT32_MAX - num_local:  # noqa: E721
-        a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True)  # raises
+        a = inputs.check(topk_ids, start, num_local, x, scales, align, padding, needs_triton=True,
+                         graph_safe=graph_safe)  # raises for any bad argument
         start = a.start  # a checked int (numpy ints and 0-d tensors take this path every call)
         if plan is None:
             plan = call.make(a, topk_ids, x, scales, padding == "skip", bool(graph_safe))

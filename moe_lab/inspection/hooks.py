@@ -36,13 +36,17 @@ def builder():
 # The builder's memory methods change their parameters between Triton releases
 # (3.6: ``create_masked_load(ptrs, mask, other, cache_modifier, eviction_policy, is_volatile)``,
 # 3.9: ``create_masked_load(ptrs, mask, other, cache_policy, is_volatile)``), so hooks take any
-# arguments and find the ones they need by name, falling back to their position.
+# arguments and find the ones they need by name, falling back to their position. The atomics are
+# ``create_atomic_rmw(rmwOp, ptr, val, mask, sem, scope)`` and ``create_atomic_cas(ptr, cmp, val, sem,
+# scope)`` in both releases: ``sem`` is the memory order, ``scope`` which threads it orders against
+# (``MEM_SYNC_SCOPE.GPU``, ``.CTA`` or ``.SYSTEM``).
 ROLES = {
     "create_masked_load": {"ptr": ("ptrs", 0), "mask": ("mask", 1)},
     "create_masked_store": {"ptr": ("ptrs", 0), "value": ("value", 1), "mask": ("mask", 2)},
     "create_atomic_rmw": {"op": ("rmwOp", 0), "ptr": ("ptr", 1), "value": ("val", 2), "mask": ("mask", 3),
-                          "sem": ("sem", 4)},
-    "create_atomic_cas": {"ptr": ("ptr", 0), "cmp": ("cmp", 1), "value": ("val", 2), "sem": ("sem", 3)},
+                          "sem": ("sem", 4), "scope": ("scope", 5)},
+    "create_atomic_cas": {"ptr": ("ptr", 0), "cmp": ("cmp", 1), "value": ("val", 2), "sem": ("sem", 3),
+                          "scope": ("scope", 4)},
     "create_histogram": {"data": ("data", 0), "bins": ("bins", 1), "mask": ("mask", 2)},
 }
 

@@ -31,7 +31,7 @@ from moe_lab.registry import STAGES
 COLUMNS = records.BENCH.names
 TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 OTHER_TOKENS = (1, 16, 256, 4096, 65536, 1048576)
-BASELINES = ("copy", "zeros")
+BASELINES = records.BENCH_BASELINES
 """Rows that time no stage: a same-size device copy (the floor) and the counts' memset."""
 
 

@@ -13,9 +13,18 @@ Kinds of file recorded on GPUs and read on laptops (among them):
 Each row carries where it was measured (:data:`PROVENANCE`: card, driver, CUDA, torch, triton, python,
 date, run id). :func:`provenance` gives those values for this machine, now. :func:`load` refuses a
 file that is not what its schema says, naming the file, the row (its line in the file) and the value:
-required columns present, numbers that parse, timings finite and positive, dates real ISO days
-(``YYYY-MM-DD``; readers order runs by the parsed date). :func:`write` checks a frame the same way
-before it writes it, and replaces the file only once it is complete.
+
+* the file is whole: it ends where its last row ends (a line break after the last value) and every row
+  has as many values as the header, so a file cut short never loads as a shorter (or phantom) run;
+* required columns present, numbers that parse, timings finite and positive, dates real ISO days
+  (``YYYY-MM-DD``; readers order runs by the parsed date), none after tomorrow;
+* every row agrees with its run: one run id carries one provenance (card, driver, versions, date), and
+  a file named after a run (``<run id>.csv``, ``..._<run id>.csv``) holds only that run;
+* every row agrees with itself (:attr:`Schema.rules`): ``num_slots = num_tokens * topk``,
+  ``gbps = bytes / median_us / 1000``, a stage the library knows.
+
+:func:`write` checks a frame the same way before it writes it, and replaces the file only once it is
+complete.
 
     df = records.load("data/bench/2026-11-26_NVIDIA-H100-80GB-HBM3.csv", records.BENCH)
     records.write(frame.assign(**records.provenance()), path, records.BENCH)
@@ -24,74 +33,48 @@ before it writes it, and replaces the file only once it is complete.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-KINDS = ("text", "int", "count", "float", "time", "bool", "date")
-"""What a column holds. ``int``: a whole number > 0; ``count``: a whole number >= 0; ``float``: a
-finite number >= 0; ``time``: a finite number of microseconds > 0; ``bool``: True/False;
-``date``: an ISO date, ``YYYY-MM-DD`` (zero-padded, a real day)."""
-
-PROVENANCE = ("card", "driver", "cuda", "torch", "triton", "python", "date", "run_id")
-"""Where and with what a row was measured; repeated on every row of a recorded CSV."""
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a recorded CSV: its name, its kind (one of :data:`KINDS`), whether the file must
-    have it, whether a row may leave it empty, and whether it tells provenance."""
-    name: str
-    kind: str = "text"
-    required: bool = True
-    nullable: bool = False
-    provenance: bool = False
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"Column {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-
-
-@dataclass(frozen=True)
-class Schema:
-    """The columns of one kind of recorded CSV. Columns not named here are kept as text, unchecked."""
-    name: str
-    columns: tuple[Column, ...]
-    where: str = ""
-    key: tuple[str, ...] = ()
-    """Columns that name one measurement: no two rows of a run may share them."""
-    orders: tuple[tuple[str, ...], ...] = ()
-    """Columns whose values must not decrease along a row where all are present (p20 <= median <= p80)."""
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    @property
-    def required(self) -> list[str]:
-        return [c.name for c in self.columns if c.required]
-
-    @property
-    def provenance(self) -> list[str]:
-        return [c.name for c in self.columns if c.provenance]
-
-    def __getitem__(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(f"schema {self.name!r} has no column {name!r}; columns: {', '.join(self.names)}")
+from moe_lab.measure.schema import KINDS, PROVENANCE, Column, Rule, Schema, validate
 
 
 def _provenance_columns(extra=()) -> tuple[Column, ...]:
     cols = [Column(n, "date" if n == "date" else "text", provenance=True) for n in PROVENANCE]
     return tuple(cols) + tuple(Column(n, provenance=True) for n in extra)
 
+
+BENCH_BASELINES = ("copy", "zeros")
+"""What the benchmark times beside the stages: a device copy of the ids and a zeroed counter buffer."""
+
+
+def _slots(tokens: str) -> Rule:
+    return Rule(f"num_slots = {tokens} * topk", ("num_slots", tokens, "topk"),
+                lambda df: df["num_slots"] != df[tokens] * df["topk"],
+                lambda r: f"num_slots={r['num_slots']}, {tokens} * topk = {r[tokens] * r['topk']}")
+
+
+def _known_stages(baselines=()) -> Rule:
+    def names() -> set[str]:
+        from moe_lab.registry import STAGES
+
+        return set(STAGES) | set(baselines)
+
+    return Rule("stage is one the library knows", ("stage",), lambda df: ~df["stage"].isin(names()),
+                lambda r: f"stage={r['stage']!r}; known: {', '.join(sorted(names()))}")
+
+
+GBPS = Rule("gbps = bytes / median_us / 1000", ("gbps", "bytes", "median_us"),
+            lambda df: ~pd.Series(np.isclose(df["gbps"].to_numpy(float), df["bytes"].to_numpy(float)
+                                             / df["median_us"].to_numpy(float) / 1e3, rtol=1e-4, atol=1e-9),
+                                  index=df.index),
+            lambda r: f"gbps={r['gbps']:g}, bytes / median_us / 1000 = {r['bytes'] / r['median_us'] / 1e3:g}")
 
 BENCH = Schema("bench", (
     Column("stage"), Column("mode"), Column("preset"), Column("num_experts", "int"), Column("topk", "int"),
@@ -101,7 +84,8 @@ BENCH = Schema("bench", (
     Column("correct", "bool", nullable=True),  # empty where there is no output to check (copy, zeros)
 ) + _provenance_columns(), where="data/bench/<date>_<card>.csv, written by python -m moe_lab.measure.bench",
     key=("run_id", "stage", "mode", "preset", "distribution", "num_tokens"),
-    orders=(("p20_us", "median_us", "p80_us"),))
+    orders=(("p20_us", "median_us", "p80_us"),),
+    rules=(_slots("num_tokens"), GBPS, _known_stages(BENCH_BASELINES)))
 
 EP = Schema("ep", (
     Column("world_size", "int"), Column("backend"), Column("preset"), Column("num_experts", "int"),
@@ -122,7 +106,8 @@ EP = Schema("ep", (
 ) + _provenance_columns(), where="data/ep/ep_<backend>_ws<world>_<card>_<run_id>.csv, written by "
                                  "python -m moe_lab.ep",
     orders=(("kernel_p20_us", "kernel_us", "kernel_p80_us"),
-            ("allgather_p20_us", "allgather_us", "allgather_p80_us")))
+            ("allgather_p20_us", "allgather_us", "allgather_p80_us")),
+    rules=(_slots("gathered_tokens"), _known_stages()))
 
 TUNING = Schema("tuning", (
     Column("config", nullable=True),  # a launch configuration, e.g. "bh b4096 w4 p0"; empty on stress rows
@@ -200,138 +185,16 @@ def provenance(run_id: str | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Validation
-# ----------------------------------------------------------------------------------------------
-
-_TRUE = {"true", "1", "1.0", "yes"}
-_FALSE = {"false", "0", "0.0", "no"}
-_EXPECT = {
-    "int": "a whole number above 0", "count": "a whole number, 0 or more",
-    "float": "a finite number, 0 or more", "time": "a finite number of microseconds above 0",
-    "bool": "True or False", "date": "an ISO date such as 2026-11-26", "text": "text",
-}
-
-
-def _empty(value) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and value.strip() == ""
-
-
-def _number(value) -> float:
-    if isinstance(value, bool):
-        raise ValueError("a truth value is not a number")
-    return float(str(value).strip()) if isinstance(value, str) else float(value)
-
-
-def _parse(kind: str, value):
-    """``value`` as ``kind``; raises ValueError when it is not one."""
-    if kind == "text":
-        return str(value)
-    if kind == "bool":
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ValueError(value)
-    if kind == "date":
-        text = str(value).strip()
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # zero-padded: text order is date order
-            raise ValueError(value)
-        return _dt.date.fromisoformat(text).isoformat()  # a real day: 2026-02-30 is refused
-    number = _number(value)
-    if not math.isfinite(number):
-        raise ValueError(value)
-    if kind in ("int", "count"):
-        if number != int(number) or number < (1 if kind == "int" else 0):
-            raise ValueError(value)
-        return int(number)
-    if number < 0 or (kind == "time" and number == 0):
-        raise ValueError(value)
-    return number
-
-
-def _where(source) -> str:
-    return str(source) if source is not None else "the frame"
-
-
-def validate(df: pd.DataFrame, schema: Schema, source=None, *, first_line: int = 2) -> pd.DataFrame:
-    """A copy of ``df`` with every column of ``schema`` checked and typed (see :data:`KINDS`).
-
-    Raises ``ValueError`` naming ``source`` (a file), the row (``first_line`` is the line of the first
-    row: 2 in a CSV with a header), the column, the value and what was expected.
-    """
-    if not isinstance(schema, Schema):
-        raise TypeError(f"schema must be a moe_lab.measure.records.Schema (records.BENCH, EP or TUNING), "
-                        f"got {type(schema).__name__} {schema!r}")
-    where = _where(source)
-    if len(df) == 0:
-        raise ValueError(f"{where} has a header but no rows: nothing was recorded in it; delete it or "
-                         f"record it again")
-    missing = [c for c in schema.required if c not in df.columns]
-    if missing:
-        raise ValueError(f"{where} is not a moe-lab {schema.name} file: it lacks the column(s) "
-                         f"{', '.join(missing)} ({schema.where})")
-    out = df.copy()
-    for col in schema.columns:
-        if col.name not in out.columns:
-            continue
-        parsed = []
-        for i, value in enumerate(out[col.name].tolist()):
-            if _empty(value):
-                if not col.nullable:
-                    raise ValueError(f"{where}, row {i + first_line}: column {col.name!r} is empty; "
-                                     f"expected {_EXPECT[col.kind]}")
-                parsed.append(pd.NA if col.kind != "text" else None)
-                continue
-            try:
-                parsed.append(_parse(col.kind, value))
-            except (ValueError, TypeError, OverflowError):
-                raise ValueError(f"{where}, row {i + first_line}: column {col.name!r} is {value!r}; "
-                                 f"expected {_EXPECT[col.kind]}. Fix or re-record the file") from None
-        dtype = {"int": "Int64", "count": "Int64", "float": "Float64", "time": "Float64",
-                 "bool": "boolean"}.get(col.kind, "object")
-        series = pd.array(parsed, dtype=dtype)
-        if col.kind in ("float", "time"):
-            series = series.astype("float64")  # NaN where empty: plain floats plot and compute
-        elif col.kind in ("int", "count") and not col.nullable:
-            series = series.astype("int64")
-        out[col.name] = series
-    _check_orders(out, schema, where, first_line)
-    if schema.key and all(k in out.columns for k in schema.key):
-        twice = out.duplicated(list(schema.key), keep=False)
-        if twice.any():
-            lines = [int(i) + first_line for i in range(len(out)) if twice.iloc[i]][:2]
-            raise ValueError(f"{where}, rows {lines[0]} and {lines[1]}: the same measurement twice "
-                             f"({', '.join(schema.key)}); keep one of them")
-    return out
-
-
-def _check_orders(out: pd.DataFrame, schema: Schema, where: str, first_line: int) -> None:
-    for names in schema.orders:
-        if not all(n in out.columns for n in names):
-            continue
-        values = out[list(names)].to_numpy(dtype=float, na_value=float("nan"))
-        for i, row in enumerate(values):
-            if all(math.isfinite(v) for v in row) and any(a > b for a, b in zip(row, row[1:])):
-                shown = ", ".join(f"{n}={v:g}" for n, v in zip(names, row))
-                raise ValueError(f"{where}, row {i + first_line}: expected {' <= '.join(names)}, got "
-                                 f"{shown}; fix or re-record the file")
-
-
-# ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
 
 def _read_text(path: Path) -> None:
-    """Refuse a file that is empty or not text, naming it."""
+    """Refuse a file that is empty, not text, or cut short (it must end with a line break), naming it."""
     try:
-        head = path.read_bytes()[:8192]
+        data = path.read_bytes()
     except OSError as err:
         raise FileNotFoundError(f"cannot read recorded CSV {path}: {err.strerror or err}") from None
+    head = data[:8192]
     if not head.strip():
         raise ValueError(f"{path} is empty: not a recorded CSV (no header, no rows); delete it or record "
                          f"it again")
@@ -343,6 +206,23 @@ def _read_text(path: Path) -> None:
         if err.start < len(head) - 4:  # not merely a character cut at the 8 KB boundary
             raise ValueError(f"{path} is not a UTF-8 text CSV (byte {err.start}); delete it or record "
                              f"it again") from None
+    if not data.endswith((b"\n", b"\r")):
+        lines = data.count(b"\n") + 1
+        raise ValueError(f"{path} ends in the middle of its last row (line {lines}, no line break after its "
+                         f"last value): the file was cut short. Record it again, or delete that line")
+
+
+def _check_fields(path: Path) -> None:
+    """Every row has as many values as the header (a row cut short is not padded with empties)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        for line, row in enumerate(reader, start=2):
+            if row and len(row) != len(header):
+                raise ValueError(f"{path}, row {line}: {len(row)} values, but the header names {len(header)} "
+                                 f"columns; the row was cut short or mangled: fix or re-record the file")
 
 
 def load(path, schema: Schema) -> pd.DataFrame:
@@ -355,6 +235,7 @@ def load(path, schema: Schema) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no recorded CSV at {path}")
     _read_text(path)
+    _check_fields(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.EmptyDataError:
@@ -389,5 +270,5 @@ def write(df: pd.DataFrame, path, schema: Schema) -> Path:
     return path
 
 
-__all__ = ["KINDS", "PROVENANCE", "Column", "Schema", "BENCH", "EP", "TUNING", "HOSTCOST", "SCHEMAS",
-           "slug", "provenance", "validate", "load", "write"]
+__all__ = ["KINDS", "PROVENANCE", "Column", "Rule", "Schema", "BENCH_BASELINES", "BENCH", "EP", "TUNING",
+           "HOSTCOST", "SCHEMAS", "slug", "provenance", "validate", "load", "write"]

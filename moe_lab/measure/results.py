@@ -63,7 +63,16 @@ def _read(file: Path) -> pd.DataFrame:
 
 def _read_all(path) -> pd.DataFrame:
     location = _default_location() if path is None else Path(path).expanduser()
-    return pd.concat([_read(f) for f in _csv_files(location)], ignore_index=True)
+    files = _csv_files(location)
+    frames = [_read(f) for f in files]
+    home: dict[str, Path] = {}
+    for file, frame in zip(files, frames):  # a run is one file: the same run id twice is a copy or a mix
+        for run_id in pd.unique(frame["run_id"]):
+            if run_id in home:
+                raise ValueError(f"run_id {run_id!r} is recorded in two files, {home[run_id]} and {file}; "
+                                 f"a run is one file: remove the copy")
+            home[run_id] = file
+    return pd.concat(frames, ignore_index=True)
 
 
 def _runs_of(df: pd.DataFrame) -> list[Run]:

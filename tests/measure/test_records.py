@@ -23,7 +23,8 @@ def bench_rows(run_id="run-a", date="2026-11-26", n=3) -> pd.DataFrame:
         rows.append(dict(stage="best", mode="eager", preset="deepseek-v3", num_experts=256, topk=8,
                          ep_size=8, num_local=32, distribution="uniform", num_tokens=tokens,
                          num_slots=8 * tokens, median_us=5.0 + i, p20_us=4.5 + i, p80_us=5.5 + i,
-                         bytes=64 * tokens + 128, gbps=1.0 + i, correct=True, card="Test Card",
+                         bytes=64 * tokens + 128, gbps=(64 * tokens + 128) / (5.0 + i) / 1e3, correct=True,
+                         card="Test Card",
                          driver="999.1", cuda="12.9", torch="2.11.0", triton="3.6.0", python="3.12.3",
                          date=date, run_id=run_id))
     return pd.DataFrame(rows)

@@ -20,31 +20,39 @@ endless loop, a ``SystemExit``, the student stub ("not done yet") all end in a F
 
 Where it runs:
 
-* every kernel first runs in Triton's interpreter on CPU tensors, under an *address check*
+* the learner's code runs in a child process forked for the check (:mod:`.isolate`, on Linux), so an
+  endless loop that swallows every exception, a sleep, ``os._exit`` or a crash ends in a FAIL block and
+  the notebook's kernel stays alive; a real Ctrl-C (Jupyter's Stop button) still stops the check;
+* there every kernel runs in Triton's interpreter on CPU tensors, under an *address check*
   (:mod:`.address`): each load, store, atomic (cas and xchg included) and histogram is compared with
   the buffers the kernel was given, so a missing mask is reported even when the numbers come out
-  right, and a wild address is dropped instead of crashing Python; a time budget stops endless loops
-  (:mod:`.sandbox`);
-* with a GPU (``moe_lab.backend.has_gpu()``), every case then also runs compiled on the GPU, with the
-  same poison and guard zones; the report reads the same on both, so a notebook's stored output holds.
+  right, and a wild address is dropped instead of crashing Python. What a GPU may do and the
+  interpreter does not is made to happen or read from what the kernel asks for: programs run in
+  several orders, another program's add lands before a compare-and-swap, and the memory order and
+  scope of every atomic are checked (:mod:`.cases`, :mod:`.launch`);
+* with a GPU (``moe_lab.backend.has_gpu()``), once the interpreter pass has passed, every case also runs
+  compiled on the GPU, in the notebook's process, with the same poison and guard zones; the report
+  reads the same on both, so a notebook's stored output holds.
 
-Modules: :mod:`.catalogue` (the exercises, hints, answer marks), :mod:`.source` (stub, signature,
-helpers, host help), :mod:`.address`, :mod:`.sandbox`, :mod:`.launch` (one launch on one case),
-:mod:`.diagnose`, :mod:`.report` (:class:`CheckResult`), :mod:`.runners`, :mod:`.learn` (hints,
-examples, progress, predictions), :mod:`.answers` (the shipped answers).
+Modules: :mod:`.catalogue` (the exercises, answer marks), :mod:`.hints`, :mod:`.cases`, :mod:`.source`
+(stub, signature, helpers, host help), :mod:`.address`, :mod:`.isolate`, :mod:`.sandbox`, :mod:`.launch`
+(one launch on one case), :mod:`.diagnose`, :mod:`.report` (:class:`CheckResult`), :mod:`.runners`,
+:mod:`.learn` (hints, examples, progress, predictions), :mod:`.answers` (the shipped answers).
 """
 
 from __future__ import annotations
 
-from moe_lab import interp
-from moe_lab.workbook.exercises import learn, sandbox
+import contextlib
+
+from moe_lab import backend, interp
+from moe_lab.workbook.exercises import isolate, learn, report, sandbox
 from moe_lab.workbook.exercises.address import GUARD
 from moe_lab.workbook.exercises.catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
 from moe_lab.workbook.exercises.diagnose import error_line
 from moe_lab.workbook.exercises.gated import after_check, after_prediction
 from moe_lab.workbook.exercises.learn import example, hint, predict, predicted, progress, reveal, solution
 from moe_lab.workbook.exercises.report import CheckResult, collecting, say, say_level
-from moe_lab.workbook.exercises.runners import CASE_GROUPS, check_block_size, check_kernel
+from moe_lab.workbook.exercises.runners import CASE_GROUPS, check_block_size, check_kernel, check_on_gpu
 from moe_lab.workbook.exercises.source import (
     host_help,
     is_stub,
@@ -76,18 +84,68 @@ def check(name: str, obj, *, hint: int = 0) -> CheckResult:
 
 
 def _run(ex: Exercise, obj, level: int) -> str:
-    name = ex.name
-    if is_stub(obj):
-        say(f"{name}: not done yet: {ex.todo}.")
-        return "NOT DONE"
-    if ex.runner:
-        return _run_own(ex, obj, level)
-    if not ex.is_kernel:
-        return "PASS" if check_block_size(ex, obj, level) else "FAIL"
+    """The interpreter pass where the learner's code cannot reach the notebook, then the GPU pass."""
+    bar = report.Progress(ex.name)
+
+    def on_message(kind, payload):
+        if kind == "lines":
+            for line in payload:
+                say(line)
+        else:
+            bar.update(*payload)
+
+    try:
+        if isolate.ISOLATED:
+            outcome = isolate.run(_interpret, ex, obj, level, budget_s=sandbox.BUDGET_S,
+                                  on_message=on_message)
+        else:
+            outcome = _interpret(ex, obj, level)
+    except isolate.Stopped as stop:
+        report.report_stopped(ex, stop, level)
+        return "FAIL"
+    except RuntimeError as err:  # the check's own child failed: say so, in one block
+        say(f"  FAIL  the check could not finish: {err}")
+        return "FAIL"
+    finally:
+        bar.close()
+    status = outcome["status"]
+    if status == "PASS" and backend.has_gpu():
+        status = "PASS" if _on_gpu(ex, obj, level, outcome) else "FAIL"
+    if status == "PASS":
+        say(f"{ex.name}: all {outcome['runs']} runs pass." if outcome["runs"] else
+            f"{ex.name}: every case passes.")
+    return status
+
+
+def _interpret(ex: Exercise, obj, level: int) -> dict:
+    """Everything that runs or inspects the learner's object (in the check's child process, when there
+    is one): ``{"status", "runs", "blocks"}``."""
+    with collecting() if isolate.in_child() else contextlib.nullcontext():
+        try:
+            if is_stub(obj):
+                say(f"{ex.name}: not done yet: {ex.todo}.")
+                return {"status": "NOT DONE"}
+            if ex.runner:
+                return {"status": _run_own(ex, obj, level), "runs": 0}
+            if not ex.is_kernel:
+                outcome = check_block_size(ex, obj, level)
+            else:
+                refused = _refused(ex, obj, level)
+                if refused:
+                    return {"status": "FAIL"}
+                outcome = check_kernel(ex, obj, level)
+        except Exception as err:  # an object the checker cannot even inspect: the learner's, reported
+            say(f"  FAIL  the check could not run this object: {error_line(err)}")
+            return {"status": "FAIL"}
+    return {"status": "PASS" if outcome.ok else "FAIL", "runs": outcome.runs, "blocks": outcome.blocks}
+
+
+def _refused(ex: Exercise, obj, level: int) -> bool:
+    """The kernel as given, before it runs: a bare kernel, the signature, no Python helpers or host help."""
     problem = not_a_kernel(obj)
     if problem:
-        say(f"{name}: {problem}")
-        return "FAIL"
+        say(f"{ex.name}: {problem}")
+        return True
     refusals = []
     wrong = signature_problem(ex, obj)
     if wrong:
@@ -99,17 +157,17 @@ def _run(ex: Exercise, obj, level: int) -> str:
     host = host_help(obj)
     if host:
         refusals.append(("host_help", f"the kernel carries {host}"))
-    if refusals:
-        say(f"{name}: read before running")
-        say("  FAIL  the kernel as given (not run)")
-        for _key, detail in refusals:
-            say(f"    found: {detail}")
-        for key, _ in refusals:
-            say(f"  hint: {ex.hint(key)}")
-        if level:
-            say_level(ex, level)
-        return "FAIL"
-    return "PASS" if check_kernel(ex, obj, level) else "FAIL"
+    if not refusals:
+        return False
+    say(f"{ex.name}: read before running")
+    say("  FAIL  the kernel as given (not run)")
+    for _key, detail in refusals:
+        say(f"    found: {detail}")
+    for key, _ in refusals:
+        say(f"  hint: {ex.hint(key)}")
+    if level:
+        say_level(ex, level)
+    return True
 
 
 def _run_own(ex: Exercise, obj, level: int) -> str:
@@ -141,6 +199,18 @@ def _run_own(ex: Exercise, obj, level: int) -> str:
         say(f"  FAIL  raised {error_line(err)}")
         return "FAIL"
     return "PASS" if ok else "FAIL"
+
+
+def _on_gpu(ex: Exercise, obj, level: int, outcome: dict) -> bool:
+    """The GPU pass, in the notebook's process (the interpreter pass passed, and refused nothing)."""
+    if ex.runner:
+        if not ex.gpu_runner:
+            return True
+        import importlib
+
+        module, _, function = ex.gpu_runner.partition(":")
+        return bool(getattr(importlib.import_module(module), function)(ex, obj, level))
+    return check_on_gpu(ex, obj, level, outcome.get("blocks"))
 
 
 def debug_kernel():

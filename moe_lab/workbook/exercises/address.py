@@ -4,9 +4,18 @@ While a kernel runs in Triton's interpreter, each load, store, atomic (add, xchg
 histogram goes through a hook (:func:`moe_lab.inspection.hooks.hooked`). The hook records what went out of
 bounds and drops lanes that point nowhere near any buffer, so a wild address is reported instead of
 crashing Python. It also records how the counters were touched (a load of a counter, an atomic that is
-not an add, the memory order of each atomic, which program stored them), which the diagnosis turns
-into "use an atomic" or "keep the ticket acq_rel". Programs can be run in a chosen order
-(``order=``), so a kernel that assumes the highest program id runs last is caught.
+not an add, the memory order and scope of each atomic, which program stored them, zero adds, a counter
+hit twice by one program), which the diagnosis turns into "use an atomic" or "keep the ticket acq_rel".
+
+Two things a GPU does that the interpreter, running one program after another, does not:
+
+* **any order.** Programs run in a chosen order (``order=``), so a kernel that assumes the highest (or
+  the lowest) program id runs last is caught;
+* **updates in between.** With ``interfere=True``, the first compare-and-swap a program makes on a
+  counter finds that counter one higher than the program last saw it (as if another program's add had
+  landed in between); the launch takes those adds back afterwards (:attr:`AddressCheck.phantom`). A
+  retry loop still counts right; a single swap of a value read earlier loses its update, as it would on
+  a GPU.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import numpy as np
 import torch
 
 from moe_lab.inspection import hooks
+from moe_lab.workbook.exercises import isolate
 
 GUARD = 1024
 """Elements of guard zone before and after every buffer handed to a learner's kernel."""
@@ -59,7 +69,10 @@ class Event:
 
 
 def _name(enum_value) -> str:
-    """``MEM_SEMANTIC.RELAXED`` / ``ATOMIC_OP.XCHG`` -> ``relaxed`` / ``xchg``, whatever the release."""
+    """``MEM_SEMANTIC.RELAXED`` / ``ATOMIC_OP.XCHG`` / ``MEM_SYNC_SCOPE.CTA`` -> ``relaxed`` / ``xchg`` /
+    ``cta``, whatever the release (``None``, a release without scopes: ``gpu``, Triton's default)."""
+    if enum_value is None:
+        return "gpu"
     text = (getattr(enum_value, "name", None) or str(enum_value)).split(".")[-1].lower()
     return {"acquire_release": "acq_rel", "acquire": "acquire", "release": "release"}.get(text, text)
 
@@ -72,6 +85,10 @@ class Usage:
     counts_stored_by: set = field(default_factory=set)  # program ids that stored into expert_count
     counts_atomic_ops: set = field(default_factory=set)  # "add", "xchg", "cas", ...
     counts_add_sems: set = field(default_factory=set)
+    counts_sems: set = field(default_factory=set)  # every atomic on expert_count: its memory order
+    scopes: set = field(default_factory=set)  # every atomic on expert_count or the scratch: its scope
+    counts_zero_adds: bool = False  # an add of 0 to a counter (a lane the mask should have switched off)
+    counts_hit_twice: bool = False  # one program added to one counter more than once
     scratch_loaded: bool = False
     ticket_sems: set = field(default_factory=set)
     last_program: int | None = None  # the program that ran last
@@ -80,12 +97,16 @@ class Usage:
 class AddressCheck:
     """Watches the interpreter's memory operations for one launch; records what went out of bounds."""
 
-    def __init__(self, buffers: list[Buffer], order: list[int] | None = None):
+    def __init__(self, buffers: list[Buffer], order: list[int] | None = None, *, interfere: bool = False):
         self.buffers = buffers
         self.by_name = {b.name: b for b in buffers}
         self.events: list[Event] = []
         self.usage = Usage()
         self.order = order
+        self.interfere = interfere
+        self.phantom: dict[int, int] = {}  # counter index -> adds made "by another program"
+        self._bumped: set = set()  # (program, counter) pairs already interfered with
+        self._added: set = set()  # counters this program has added to
         self._sink = torch.zeros(64, dtype=torch.int64)  # where a dropped cas lane points instead
 
     def _record(self, kind, name, idx, vals=(), wild=False):
@@ -142,16 +163,43 @@ class AddressCheck:
             return np.zeros(np.shape(addrs), dtype=bool)
         return keep & buf.valid(np.asarray(addrs))
 
-    def _note_atomic(self, op: str, addrs, keep, sem) -> None:
-        if self._hits("expert_count", addrs, keep).any():
-            self.usage.counts_atomic_ops.add(op)
+    def _note_atomic(self, op: str, addrs, keep, sem, scope, values=None) -> None:
+        hits = self._hits("expert_count", addrs, keep)
+        if hits.any():
+            u = self.usage
+            u.counts_atomic_ops.add(op)
+            u.counts_sems.add(_name(sem))
+            u.scopes.add(_name(scope))
             if op == "add":
-                self.usage.counts_add_sems.add(_name(sem))
+                u.counts_add_sems.add(_name(sem))
+                added = np.broadcast_to(np.asarray(values), hits.shape)[hits] if values is not None else None
+                if added is not None and bool((added == 0).any()):
+                    u.counts_zero_adds = True
+                idx = self.by_name["expert_count"].index(np.asarray(addrs)[hits]).tolist()
+                if len(set(idx)) < len(idx) or self._added.intersection(idx):
+                    u.counts_hit_twice = True
+                self._added.update(idx)
         scratch = self.by_name.get("scratch")
         if scratch is not None:
+            on_scratch = keep & scratch.valid(np.asarray(addrs))
+            if on_scratch.any():
+                self.usage.scopes.add(_name(scope))
             ticket = keep & (scratch.index(np.asarray(addrs)) == scratch.n - 1)
             if ticket.any() and op == "add":
                 self.usage.ticket_sems.add(_name(sem))
+
+    def _interfere(self, addrs, keep) -> None:
+        """Another program's add lands on each counter this program is about to swap (once per counter)."""
+        hits = self._hits("expert_count", addrs, keep)
+        if not (self.interfere and hits.any()):
+            return
+        buf = self.by_name["expert_count"]
+        program = hooks.builder().grid_idx[0]
+        for i in sorted(set(buf.index(np.asarray(addrs)[hits]).tolist())):
+            if (program, i) not in self._bumped:
+                self._bumped.add((program, i))
+                buf.tensor.view(-1)[i] += 1
+                self.phantom[i] = self.phantom.get(i, 0) + 1
 
     @contextlib.contextmanager
     def installed(self):
@@ -182,7 +230,8 @@ class AddressCheck:
             call = hooks.BuilderCall("create_atomic_rmw", args, kwargs)
             mask = call["mask"]
             keep = self._filter("atomic", call["ptr"].data, mask.data, call["value"].data, writes=True)
-            self._note_atomic(_name(call["op"]), call["ptr"].data, keep, call["sem"])
+            self._note_atomic(_name(call["op"]), call["ptr"].data, keep, call["sem"], call["scope"],
+                              call["value"].data)
             call["mask"] = Handle(keep, mask.dtype)
             return call.forward(hooks.original("create_atomic_rmw"))
 
@@ -192,7 +241,8 @@ class AddressCheck:
             addrs = np.asarray(ptr.data)
             keep = self._filter("atomic", addrs, np.ones(addrs.shape, dtype=bool), call["value"].data,
                                 writes=True)
-            self._note_atomic("cas", addrs, keep, call["sem"])
+            self._note_atomic("cas", addrs, keep, call["sem"], call["scope"])
+            self._interfere(addrs, keep)
             if not keep.all():  # cas has no mask: point the dropped lanes at a harmless sink instead
                 safe = np.where(keep, addrs, np.uint64(self._sink.data_ptr())).astype(addrs.dtype)
                 call["ptr"] = Handle(safe, ptr.dtype)
@@ -225,6 +275,8 @@ class AddressCheck:
             if self.order is not None:
                 x = self.order[x]  # run the programs in the chosen order
             self.usage.last_program = x
+            self._added = set()
+            isolate.beat()  # a new program started: the parent's time budget starts again
             return type(b).set_grid_idx(b, x, y, z)
 
         watchers = dict(create_masked_load=load, create_masked_store=store, create_atomic_rmw=atomic,

@@ -84,6 +84,18 @@ def _classify_counter_indices(case: verify.Case, indices: list[int], num_bins: i
     return chosen or ["counts_out_of_bounds"]
 
 
+def _wrapped(run: Run) -> bool:
+    """The outputs are what the reference gives for the ids cast to int32 first (2**40 became 0)."""
+    ids = run.case.topk_ids.cpu()
+    if ids.dtype != torch.int64 or not bool(((ids < verify.INT32_MIN) | (ids > verify.INT32_MAX)).any()):
+        return False
+    adjusted, counts = verify.reference(ids.to(torch.int32), run.case.start, run.case.num_local)
+    same_ids = torch.equal(run.adjusted, adjusted.to(run.adjusted.dtype))
+    same_counts = torch.equal(run.counts, counts)
+    return (same_ids and not torch.equal(adjusted.to(run.want_adjusted.dtype), run.want_adjusted)
+            or same_counts and not torch.equal(counts, run.want_counts))
+
+
 def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str, str]]:
     """Symptoms in the numbers. ``checked``: the address check ran (it sees tl.histogram directly)."""
     out = []
@@ -91,6 +103,8 @@ def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str
     start, n = case.start, case.num_local
     ids = case.topk_ids.cpu()
     got, want = run.adjusted, run.want_adjusted
+    if _wrapped(run):
+        return [("wrapped_ids", "the outputs are those of the ids cast to int32 before the range test")]
     if not torch.equal(got, want):
         bad = (got != want)
         g, x = got[bad], ids[bad]
@@ -103,6 +117,8 @@ def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str
             out.append(("remote_counted", ""))
         if bool(((x < start) & (g == x - start)).any()):
             out.append(("below_start", ""))
+        if bool((local & (g == -1)).any()):
+            out.append(("local_missed", ""))
         if not out:
             out.append(("adjusted_wrong", ""))
     got_c, want_c = run.counts, run.want_counts
@@ -118,6 +134,8 @@ def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str
             out.append(("counts_poison_left", ""))
         elif ex.name != "naive" and start == 0 and high == [0] and not low and run.padded_slots:
             out.append(("padded_as_zero", ""))
+        elif low and "cas" in run.usage.counts_atomic_ops:
+            out.append(("cas_lost", "a compare-and-swap found its counter changed and was not tried again"))
         elif not out:
             if high:
                 out.append(("counts_high", ""))

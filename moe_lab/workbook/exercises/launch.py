@@ -9,12 +9,19 @@ import torch
 import triton
 
 from moe_lab import verify
-from moe_lab.workbook.exercises import sandbox
+from moe_lab.workbook.exercises import cases, sandbox
 from moe_lab.workbook.exercises.address import GUARD, AddressCheck, Buffer, Usage
 from moe_lab.workbook.exercises.catalogue import Exercise
 
 ZEROED_COUNTS = ("naive", "debug", "block_size", "masked_block", "relaxed", "block_histogram")
 """Exercises whose counters arrive zeroed (the kernel accumulates); the others get them poisoned."""
+
+LATE = ("zero_adds", "not_aggregated")
+"""Departures from the exercise's spec that do not make a result wrong: reported only once every run
+has passed, so a kernel that is also wrong hears about that first."""
+
+GPU_SCOPES = ("gpu", "system", "sys")
+"""Atomic scopes that order an atomic against every program of the launch (``scope="cta"`` does not)."""
 
 
 @dataclass
@@ -58,14 +65,21 @@ def layout(ex: Exercise, num_tokens: int, topk: int, num_local: int, block: int 
     return (triton.cdiv(num_total, block),), (num_total,), {"BLOCK": block}, 0
 
 
-def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, block: int | None) -> Run:
+def label(ex: Exercise, block: int | None, order_kind: str | None) -> str:
+    """What the report says about a run besides its case: the block, and (ticket) the program order."""
+    parts = [f"BLOCK={block}"] if ex.name in ("block_histogram", "decode", "ticket") else []
+    if ex.name == "ticket" and order_kind:
+        parts.append(cases.describe_order(order_kind))
+    return "; ".join(parts)
+
+
+def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, block: int | None,
+           order_kind: str | None = None, seed: int = 0) -> Run:
     ids = case.topk_ids.to(device)
     num_tokens, topk = ids.shape
     num_total, start, num_local = ids.numel(), case.start, case.num_local
     grid, scalars, consts, bins = layout(ex, num_tokens, topk, num_local, block)
-    show_block = ex.name in ("block_histogram", "decode", "ticket")
-    run = Run(case, f"BLOCK={block}" if show_block else "", checked=checked, num_bins=bins,
-              programs=grid[0])
+    run = Run(case, label(ex, block, order_kind), checked=checked, num_bins=bins, programs=grid[0])
     run.want_adjusted, run.want_counts = (t.cpu() for t in verify.reference(case.topk_ids.cpu(), start,
                                                                             num_local))
     # past the input's end lies a local id (a middle expert: not 0, not the last bin), so an unmasked
@@ -90,9 +104,10 @@ def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, bl
     if ex.name == "naive":
         args = (*pointers, num_tokens, topk, start, num_local)
 
-    # the last program to run is not the one with the highest id on a GPU: run them backwards
-    order = list(reversed(range(grid[0]))) if ex.name == "ticket" else None
-    watch = AddressCheck(buffers, order)
+    # on a GPU any program may run first or last, and another program's add may land between a read
+    # and a compare-and-swap: the address check makes both happen here
+    order = cases.order(order_kind, grid[0], seed) if order_kind else None
+    watch = AddressCheck(buffers, order, interfere=ex.name in ZEROED_COUNTS)
     output = sandbox.Output()
     try:
         with watch.installed() if checked else contextlib.nullcontext():
@@ -100,14 +115,13 @@ def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, bl
                          timed=device.type == "cpu")
         if device.type == "cuda":
             torch.cuda.synchronize()
-    except Exception as err:  # the learner's code: report it, never raise
-        run.error = err
-        return run
-    except sandbox.OutOfTime as err:
+    except (Exception, sandbox.OutOfTime) as err:  # the learner's code: report it, never raise
         run.error = err
         return run
     finally:
         run.printed = output.lines
+    for i, extra in watch.phantom.items():  # take back the adds "another program" made
+        cnt_view[i] -= extra
     run.events, run.usage = watch.events, watch.usage
     run.adjusted, run.counts = adj_view.cpu(), cnt_view.cpu()
     zones = [("adjusted", adj_whole, num_total), ("expert_count", cnt_whole, num_local)]
@@ -132,7 +146,12 @@ def passed(ex: Exercise, run: Run) -> bool:
         return False
     if run.scratch is not None and bool(run.scratch.any()):
         return False
-    return not usage_problems(ex, run)
+    return not [key for key, _ in usage_problems(ex, run) if key not in LATE]
+
+
+def late_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
+    """The :data:`LATE` problems of a run that passed."""
+    return [(key, detail) for key, detail in usage_problems(ex, run) if key in LATE]
 
 
 def usage_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
@@ -141,18 +160,32 @@ def usage_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
     if not run.checked:
         return out
     accumulate = ex.name in ZEROED_COUNTS
-    other_ops = sorted(u.counts_atomic_ops - {"add"})
-    if u.counts_loaded or other_ops:
+    # a compare-and-swap can be right (a retry loop: the interference in the address check tests it);
+    # an exchange, or a load followed by a plain store, loses every update that lands in between
+    other_ops = sorted(u.counts_atomic_ops - ({"add", "cas"} if accumulate else {"add"}))
+    if (u.counts_loaded and (u.counts_stored_by or not accumulate)) or other_ops:
         how = " and ".join(filter(None, ["tl.load" if u.counts_loaded else "",
+                                         "tl.store" if u.counts_stored_by else "",
                                          ", ".join(f"atomic_{op}" for op in other_ops)]))
         out.append(("counts_rmw", f"expert_count was touched with {how}"))
     if accumulate and u.counts_stored_by and run.programs > 1:
         out.append(("counts_race", "tl.store into expert_count with more than one program"))
     if not accumulate and "add" in u.counts_atomic_ops:
         out.append(("counts_accumulated", "tl.atomic_add into expert_count"))
-    if ex.name == "relaxed" and u.counts_add_sems - {"relaxed"}:
-        sems = ", ".join(sorted(u.counts_add_sems - {"relaxed"}))
-        out.append(("not_relaxed", f"the counting tl.atomic_add ran with sem={sems}"))
+    narrow = sorted(u.scopes - set(GPU_SCOPES))
+    if narrow and run.programs > 1:
+        where = "the scratch" if ex.name == "ticket" else "expert_count"
+        out.append(("atomic_scope", f"an atomic on {where} ran with scope=\"{narrow[0]}\", so it is atomic "
+                                    f"and ordered only among the threads of one program; the "
+                                    f"{run.programs} programs of this launch run on different SMs"))
+    if ex.name == "relaxed" and u.counts_sems - {"relaxed"}:
+        sems = ", ".join(sorted(u.counts_sems - {"relaxed"}))
+        out.append(("not_relaxed", f"the counting atomic ran with sem={sems}"))
+    if ex.name == "block_histogram":
+        if u.counts_hit_twice:
+            out.append(("not_aggregated", "one program added to one counter more than once"))
+        if u.counts_zero_adds:
+            out.append(("zero_adds", "the atomic added a count of 0 to a counter"))
     if ex.name == "ticket":
         if u.counts_stored_by and u.counts_stored_by != {u.last_program}:
             who = ", ".join(map(str, sorted(u.counts_stored_by)))
@@ -166,4 +199,5 @@ def usage_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
     return out
 
 
-__all__ = ["Run", "ZEROED_COUNTS", "guarded", "layout", "launch", "passed", "usage_problems"]
+__all__ = ["Run", "ZEROED_COUNTS", "LATE", "GPU_SCOPES", "guarded", "layout", "label", "launch", "passed",
+           "late_problems", "usage_problems"]

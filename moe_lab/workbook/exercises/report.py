@@ -1,7 +1,9 @@
 """The check's report: lines collected while a check runs, then one PASS/FAIL block (:class:`CheckResult`).
 
 The text is deterministic (no timings, no addresses), so a notebook cell that ends with a check can be
-output-checked; in Jupyter the same text shows as one coloured block.
+output-checked; in Jupyter the same text shows as one coloured block. A check that runs for more than
+:data:`PROGRESS_DELAY_S` seconds also shows a progress bar while it runs (:class:`Progress`), which
+disappears when it ends and is never part of the report.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import html
 import torch
 
 from moe_lab import verify
+from moe_lab.workbook.exercises import isolate
 from moe_lab.workbook.exercises.catalogue import Exercise
 from moe_lab.workbook.exercises.diagnose import diagnose
 from moe_lab.workbook.exercises.launch import Run
@@ -33,6 +36,7 @@ def say(text: str = "") -> None:
 def collecting():
     lines: list[str] = []
     token = _LINES.set(lines)
+    isolate.attach(lines)  # in a check's child process, these lines travel to the parent as they come
     try:
         yield lines
     finally:
@@ -87,17 +91,59 @@ def row(t: torch.Tensor) -> str:
     return "[" + ", ".join(fmt(v) for v in t.tolist()) + "]"
 
 
-def report_failure(ex: Exercise, run: Run, kernel_where: str, hint_level: int = 0) -> None:
+PROGRESS_DELAY_S = 2.0
+"""A check still running after this many seconds shows a progress bar."""
+
+
+class Progress:
+    """The bar a long check shows while it runs (``tqdm.auto``: a widget in Jupyter, text elsewhere;
+    ``TQDM_DISABLE=1`` turns it off); it appears only after :data:`PROGRESS_DELAY_S` seconds."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.bar = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=f"check({self.name!r}) running...", unit="run", leave=False,
+                            delay=PROGRESS_DELAY_S)
+        self.bar.total = total
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.total = self.bar.n  # a check that stops early is not an error of the bar: hide it
+            self.bar.close()
+
+
+def case_lines(run: Run, kernel_where: str) -> list[str]:
+    """The lines that name a run's case and show its input."""
     case = run.case
     ids = case.topk_ids.cpu()
     label = f" ({run.label})" if run.label else ""
-    say(f"  first failing case: {case.name!r}{label}{kernel_where}")
+    lines = [f"  first failing case: {case.name!r}{label}{kernel_where}"]
     if case.why:
-        say(f"    why this case: {case.why}")
-    say(f"    input: topk_ids {str(ids.dtype).replace('torch.', '')} {list(ids.shape)}, "
-        f"start={case.start}, num_local={case.num_local}")
+        lines.append(f"    why this case: {case.why}")
+    lines.append(f"    input: topk_ids {str(ids.dtype).replace('torch.', '')} {list(ids.shape)}, "
+                 f"start={case.start}, num_local={case.num_local}")
     if 0 < ids.numel() <= 40:
-        say(f"      topk_ids = [{', '.join(row(r) for r in ids)}]")
+        lines.append(f"      topk_ids = [{', '.join(row(r) for r in ids)}]")
+    return lines
+
+
+def failure_header(ex: Exercise, run: Run, title: str, kernel_where: str) -> list[str]:
+    """What a report shows above "found: ..." when this run is the one that failed (or never returned)."""
+    return [f"  FAIL  {title}"] + case_lines(run, kernel_where)
+
+
+def report_failure(ex: Exercise, run: Run, kernel_where: str, hint_level: int = 0) -> None:
+    for line in case_lines(run, kernel_where):
+        say(line)
+    case = run.case
+    ids = case.topk_ids.cpu()
     problems = diagnose(ex, run)
     if run.error is None:
         got, want = run.adjusted, run.want_adjusted
@@ -142,4 +188,24 @@ def say_level(ex: Exercise, level: int) -> None:
     say(f"  hint (level {level}): {ex.levels[level - 1]}")
 
 
-__all__ = ["say", "collecting", "CheckResult", "fmt", "row", "report_failure", "say_level"]
+def report_stopped(ex: Exercise, stop: isolate.Stopped, hint_level: int = 0) -> None:
+    """The report of a check whose child process was stopped (time-out) or ended by the learner's code."""
+    for line in stop.header or [f"  FAIL  {ex.name}"]:
+        say(line)
+    if stop.how == "exit":
+        say(f"    found: your code ended the Python process it ran in ({stop.status}); reported, not obeyed")
+        key = "process_exit"
+    elif stop.how == "total":
+        say(f"    found: the check as a whole ran for more than {stop.seconds:g} s")
+        key = "timeout"
+    else:
+        say(f"    found: stopped after {stop.seconds:g} s without progress (a loop that never ends, or a "
+            f"wait)")
+        key = "timeout"
+    say(f"  hint: {ex.hint(key)}")
+    if hint_level:
+        say_level(ex, hint_level)
+
+
+__all__ = ["say", "collecting", "CheckResult", "fmt", "row", "PROGRESS_DELAY_S", "Progress", "case_lines",
+           "failure_header", "report_failure", "report_stopped", "say_level"]

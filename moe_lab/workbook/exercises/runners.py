@@ -1,128 +1,166 @@
-"""Running an exercise's cases: the groups, the interpreter pass and the GPU pass, each exercise's launch."""
+"""Running an exercise's cases: the interpreter pass, the GPU pass, and each exercise's launch plan.
+
+The interpreter pass (:func:`check_kernel`, :func:`check_block_size`) runs where the check runs the
+learner's code (a forked child, :mod:`.isolate`): it reports progress before every launch, with the
+report lines to show should that launch never return. It returns an :class:`Outcome`; the GPU pass
+(:func:`check_on_gpu`) runs afterwards in the notebook's process, only when the interpreter pass
+passed, on the same cases.
+"""
 
 from __future__ import annotations
 
 import operator
+import os
+import sys
+from dataclasses import dataclass, field
 
 import torch
 import triton
 
-from moe_lab import backend, interp, verify
-from moe_lab.workbook.exercises import sandbox
+import moe_lab
+from moe_lab import interp, verify
+from moe_lab.workbook.exercises import cases, isolate, sandbox
+from moe_lab.workbook.exercises.cases import CASE_GROUPS, ORDERS, SKIPPED_CASES  # noqa: F401 (re-exported)
 from moe_lab.workbook.exercises.catalogue import Exercise
 from moe_lab.workbook.exercises.diagnose import error_line
-from moe_lab.workbook.exercises.launch import launch, passed
-from moe_lab.workbook.exercises.report import report_failure, say
+from moe_lab.workbook.exercises.launch import Run, label, late_problems, launch, passed
+from moe_lab.workbook.exercises.report import failure_header, report_failure, say
+from moe_lab.workbook.exercises.source import library_calls
 
-# Groups of adversarial cases, in the order they run: the safest first, so a kernel with a wild index
-# fails on small random ids before it meets INT32_MAX. Case names not listed here (added to
-# moe_lab.verify later) run last, in a group of their own; "empty input" launches nothing and is skipped.
-CASE_GROUPS: list[tuple[str, tuple[str, ...]]] = [
-    ("random ids", ("random ids, topk=",)),
-    ("padding and tails", ("start=0, tail block", "all padding (-1)", "one token", "block boundary +1")),
-    ("expert ranges", ("only remote ids", "one local expert", "num_local not a power of two",
-                       "256 local experts", "ids past the expert range")),
-    ("contention and int64", ("every slot on one expert", "int64 ids past int32")),
-]
-SKIPPED_CASES = ("empty input",)
-NAIVE_TOKENS = 13
+NAIVE_TOKENS = cases.SCALAR_TOKENS["naive"]
 TICKET_GPU_TRIALS = 200
 """Launches on fresh data the ticket exercise gets on a GPU, where programs really run at once."""
+BLOCK_SIZE_TOPKS = range(1, 17)
+"""The top-k values the block_size exercise is asked about (its spec: 1 to 16)."""
 
 
-def grouped_cases(max_tokens: int | None = None) -> list[tuple[str, list[verify.Case]]]:
-    """The adversarial cases in CASE_GROUPS order; with ``max_tokens``, each cut to its first rows."""
-    cases = [c for c in verify.adversarial_cases() if c.name not in SKIPPED_CASES]
-    if max_tokens:
-        cases = [c if c.topk_ids.shape[0] <= max_tokens else
-                 verify.Case(c.name, c.topk_ids[:max_tokens].contiguous(), c.start, c.num_local,
-                             f"{c.why} (here its first {max_tokens} of {c.topk_ids.shape[0]} tokens)")
-                 for c in cases]
-    groups, used = [], set()
-    for title, patterns in CASE_GROUPS:
-        members = []
-        for p in patterns:
-            for c in cases:
-                if c.name not in used and (c.name == p or (p.endswith("=") and c.name.startswith(p))):
-                    members.append(c)
-                    used.add(c.name)
-        if members:
-            groups.append((title, members))
-    rest = [c for c in cases if c.name not in used]
-    if rest:
-        groups.append(("more cases", rest))
-    return groups
+@dataclass
+class Outcome:
+    """What the interpreter pass found: passed or not, how many runs, and (block_size) the blocks."""
+    ok: bool
+    runs: int = 0
+    blocks: dict = field(default_factory=dict)
 
 
-def _passes(kernel) -> list[tuple[str, object, torch.device, bool]]:
-    """(label, kernel, device, address-checked) for each place this kernel runs."""
-    out = [("interpreter", interp.interpreted(kernel), torch.device("cpu"), True)]
-    if backend.has_gpu():
-        out.append(("GPU", kernel, torch.device("cuda"), False))
+def _blocks(ex: Exercise, case: verify.Case, blocks: dict) -> list:
+    from moe_lab.stages import tl_full
+
+    if ex.name == "naive":
+        return [None]
+    if ex.name == "block_size":
+        return [blocks[case.topk]]
+    if ex.name in ("masked_block", "debug", "relaxed"):
+        return [tl_full.block_size(case.topk)]
+    if ex.name == "block_histogram":
+        return [256, 64]
+    return [64]  # decode, ticket
+
+
+def plan(ex: Exercise, blocks: dict | None = None) -> list[tuple[str, list[tuple]]]:
+    """``[(group title, [(case, block, order, seed), ...]), ...]``: every run of the check, in order.
+
+    The ticket runs each case in every order of :data:`cases.ORDERS`; the others take the orders in
+    turn, one per run.
+    """
+    groups = cases.grouped_cases(ex.name, cases.SCALAR_TOKENS.get(ex.name))
+    out, turn = [], 0
+    for title, members in groups:
+        runs = []
+        for case in members:
+            for block in _blocks(ex, case, blocks or {}):
+                several = ex.name == "ticket" and case.topk_ids.numel() > block  # more than one program
+                for kind in (ORDERS if several else (ORDERS[turn % len(ORDERS)],)):
+                    runs.append((case, block, kind, turn))
+                    turn += 1
+        out.append((title, runs))
     return out
 
 
-def run_groups(ex: Exercise, kernel, blocks_for, max_tokens: int | None = None, hint_level: int = 0) -> bool:
-    passes = _passes(kernel)
-    total = 0
-    for title, members in grouped_cases(max_tokens):
-        for case in members:
-            for block in blocks_for(case):
-                for where, k, device, checked in passes:
-                    run = launch(ex, k, case, device, checked=checked, block=block)
-                    if not passed(ex, run):
-                        say(f"  FAIL  {title}")
-                        report_failure(ex, run, f" on the {where}" if where == "GPU" else "", hint_level)
-                        return False
-                total += 1
-        say(f"  ok    {title} ({len(members)} case{'s' if len(members) > 1 else ''})")
-    say(f"{ex.name}: all {total} runs pass.")
+def run_groups(ex: Exercise, kernel, hint_level: int = 0, blocks: dict | None = None) -> Outcome:
+    """The interpreter pass: every run of :func:`plan`, address-checked, stopping at the first failure."""
+    interpreted = interp.interpreted(kernel)
+    groups = plan(ex, blocks)
+    total, done, late = sum(len(runs) for _, runs in groups), 0, None
+    for title, runs in groups:
+        for case, block, kind, seed in runs:
+            isolate.step(done, total, failure_header(ex, Run(case, label(ex, block, kind)), title, ""))
+            run = launch(ex, interpreted, case, torch.device("cpu"), checked=True, block=block,
+                         order_kind=kind, seed=seed)
+            if not passed(ex, run):
+                say(f"  FAIL  {title}")
+                report_failure(ex, run, "", hint_level)
+                return Outcome(False, done)
+            if late is None and late_problems(ex, run):
+                late = (title, run)
+            done += 1
+        count = len({c.name for c, *_ in runs})
+        say(f"  ok    {title} ({count} case{'s' if count > 1 else ''})")
+    if late is not None:  # right on every case, but not as the exercise's spec asks
+        say(f"  FAIL  the exercise's spec, on {late[0]}")
+        report_failure(ex, late[1], "", hint_level)
+        return Outcome(False, done)
+    return Outcome(True, total, dict(blocks or {}))
+
+
+def check_on_gpu(ex: Exercise, kernel, hint_level: int = 0, blocks: dict | None = None) -> bool:
+    """The GPU pass: the same cases compiled on the GPU (each case and block once), then (ticket) the
+    race trials. Runs in the notebook's process, after the interpreter pass passed."""
+    from moe_lab.stages import tl_full
+
+    if ex.name == "block_size":
+        kernel = tl_full.tl_full_kernel
+    seen = set()
+    for title, runs in plan(ex, blocks):
+        for case, block, _kind, _seed in runs:
+            if (case.name, block) in seen:
+                continue
+            seen.add((case.name, block))
+            run = launch(ex, kernel, case, torch.device("cuda"), checked=False, block=block)
+            if not passed(ex, run):
+                say(f"  FAIL  {title}")
+                report_failure(ex, run, " on the GPU", hint_level)
+                return False
+    if ex.name == "ticket":
+        return _ticket_on_gpu(ex, kernel)
     return True
 
 
-def check_kernel(ex: Exercise, kernel, hint_level: int = 0) -> bool:
-    from moe_lab.stages import tl_full
+def _intro(ex: Exercise) -> str:
+    what = {"naive": f"adversarial cases (first {NAIVE_TOKENS} tokens each), large sizes and tails, poisoned "
+                     f"outputs, TOKENS_PER_PROGRAM=4",
+            "block_histogram": "adversarial cases, large sizes and tails, poisoned outputs, BLOCK=256 and "
+                               "BLOCK=64, NUM_BINS = next_power_of_2(num_local)",
+            "decode": "adversarial cases, large sizes and tails, poisoned outputs and counters, one "
+                      "program, BLOCK=64, NUM_BINS = next_power_of_2(num_local)",
+            "ticket": "adversarial cases, large sizes and tails, poisoned outputs and counters, zeroed "
+                      "scratch, BLOCK=64, every case in three program orders"}
+    if ex.name == "debug":
+        return (f"debug: adversarial cases (first {cases.SCALAR_TOKENS['debug']} tokens each), large sizes "
+                f"and tails, poisoned outputs, BLOCK = tl_full.block_size(topk)")
+    return f"{ex.name}: " + what.get(ex.name, "adversarial cases, large sizes and tails, poisoned outputs, "
+                                              "BLOCK = tl_full.block_size(topk)")
 
-    name = ex.name
-    if name == "naive":
-        # one scalar at a time is slow in the interpreter: each case keeps its first 13 tokens
-        # (three full programs of 4 tokens and a tail program with one)
-        say(f"naive: adversarial cases (first {NAIVE_TOKENS} tokens each), poisoned outputs, "
-            f"TOKENS_PER_PROGRAM=4")
-        return run_groups(ex, kernel, lambda c: [None], max_tokens=NAIVE_TOKENS, hint_level=hint_level)
-    if name in ("masked_block", "debug", "relaxed"):
-        say(f"{name}: adversarial cases, poisoned outputs, BLOCK = tl_full.block_size(topk)")
-        return run_groups(ex, kernel, lambda c: [tl_full.block_size(c.topk)], hint_level=hint_level)
-    if name == "block_histogram":
-        say("block_histogram: adversarial cases, poisoned outputs, BLOCK=256 and BLOCK=64, "
-            "NUM_BINS = next_power_of_2(num_local)")
-        return run_groups(ex, kernel, lambda c: [256, 64], hint_level=hint_level)
-    if name == "decode":
-        say("decode: adversarial cases, poisoned outputs and counters, one program, BLOCK=64, "
-            "NUM_BINS = next_power_of_2(num_local)")
-        return run_groups(ex, kernel, lambda c: [64], hint_level=hint_level)
-    if name == "ticket":
-        say("ticket: adversarial cases, poisoned outputs and counters, zeroed scratch, BLOCK=64, "
-            "programs run last-id-first")
-        say("  note: the interpreter runs programs one after another, so no race can show here; the "
-            "checker")
-        say("  runs them in reverse order and checks the ordering a GPU needs (tl.debug_barrier() "
-            "before an")
-        say("  acq_rel ticket, totals read with an atomic). On a GPU, without them a program can take "
-            "the last")
-        say("  ticket before another program's adds are visible, and the counts come out short.")
-        if not _has_barrier(kernel):
-            say("  FAIL  ordering")
-            say("    found: no tl.debug_barrier() in the kernel: one thread of a program can take its "
-                "ticket while")
-            say("    its sibling threads are still adding their part of the histogram")
-            say(f"  hint: {ex.hint('ticket_ordering')}")
-            return False
-        ok = run_groups(ex, kernel, lambda c: [64], hint_level=hint_level)
-        if ok and backend.has_gpu():
-            ok = _ticket_on_gpu(ex, kernel)
-        return ok
-    raise ValueError(f"no kernel runner for exercise {name!r}")
+
+def check_kernel(ex: Exercise, kernel, hint_level: int = 0) -> Outcome:
+    """The interpreter pass of a kernel exercise (the exercise's launch, every case, every order)."""
+    if ex.name not in cases.SIZES or ex.name == "block_size":
+        raise ValueError(f"no kernel runner for exercise {ex.name!r}")
+    say(_intro(ex))
+    if ex.name != "ticket":
+        return run_groups(ex, kernel, hint_level)
+    say("  note: the interpreter runs programs one after another, so no race can show here; the checker")
+    say("  runs them in several orders (the last to finish is not always the highest id, nor program 0),")
+    say("  and checks the memory order and scope a GPU needs (tl.debug_barrier() before an acq_rel,")
+    say("  GPU-scoped ticket, totals read with an atomic). On a GPU, without them a program can take the")
+    say("  last ticket before another program's adds are visible, and the counts come out short.")
+    if not _has_barrier(kernel):
+        say("  FAIL  ordering")
+        say("    found: no tl.debug_barrier() in the kernel: one thread of a program can take its "
+            "ticket while")
+        say("    its sibling threads are still adding their part of the histogram")
+        say(f"  hint: {ex.hint('ticket_ordering')}")
+        return Outcome(False)
+    return run_groups(ex, kernel, hint_level)
 
 
 def _has_barrier(kernel) -> bool:
@@ -153,37 +191,70 @@ def _ticket_on_gpu(ex: Exercise, kernel) -> bool:
     return True  # silent when it passes: the report reads the same on every machine, GPU or not
 
 
-def check_block_size(ex: Exercise, fn, hint_level: int = 0) -> bool:
+# ------------------------------------------------------------------------------------------ block_size
+
+
+def _calling_library(fn, topk):
+    """``(fn(topk), the library functions it called)``: the learner's block_size, watched."""
+    root = os.path.dirname(os.path.abspath(moe_lab.__file__)) + os.sep
+    called = []
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(root):
+            called.append(f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_name}")
+
+    def traced():
+        sys.setprofile(watch)
+        try:
+            return fn(topk)
+        finally:
+            sys.setprofile(None)
+
+    value = sandbox.call(traced)
+    return value, called
+
+
+def check_block_size(ex: Exercise, fn, hint_level: int = 0) -> Outcome:
+    """The block_size exercise: its spec on topk 1..16, then the library's block kernel with its blocks."""
     from moe_lab.stages import tl_full
 
     if interp.is_kernel(fn) or not callable(fn):
         say(f"block_size: expected a plain Python function def block_size(topk) -> int, "
             f"got {type(fn).__name__}")
-        return False
-    say("block_size: a power of two for topk 1..16, then tl_full_kernel with that BLOCK on the cases")
+        return Outcome(False)
+    say("block_size: for topk 1..16 a power of two, at most 256 and near min(256, 1024 // topk); then "
+        "tl_full_kernel with that BLOCK on the cases")
+    own = (getattr(fn, "__module__", "") or "").split(".")[0] == "moe_lab"  # the shipped answer itself
+    used = [] if own else library_calls(fn)
+    if used:
+        return _refuse_library(ex, used)
     blocks, wrong = {}, []
-    topks = sorted(set(range(1, 17)) | {c.topk for _, cases in grouped_cases() for c in cases})
-    for topk in topks:
+    topks = sorted(set(BLOCK_SIZE_TOPKS)
+                   | {c.topk for _, members in cases.grouped_cases("block_size") for c in members})
+    for i, topk in enumerate(topks):
+        isolate.step(i, len(topks), [f"  FAIL  block_size({topk})"])
         try:
-            b = sandbox.call(fn, topk)
+            b, called = _calling_library(fn, topk)
         except sandbox.OutOfTime:
             say(f"  FAIL  block_size({topk}) did not finish: check your loop bounds")
-            return False
+            return Outcome(False)
         except NotImplementedError:
             say(f"block_size: not done yet: {ex.todo}.")
-            return False
+            return Outcome(False)
         except Exception as err:
             say(f"  FAIL  block_size({topk}) raised {error_line(err)}")
-            return False
+            return Outcome(False)
+        if called and not own:
+            return _refuse_library(ex, called)
         if isinstance(b, bool) or not _is_int(b):
             say(f"  FAIL  block_size({topk}) returned {b!r} ({type(b).__name__}), not an int")
             say(f"  hint: {ex.hint('block_not_int')}")
-            return False
+            return Outcome(False)
         b = operator.index(b)
-        if b < 1 or b > 1024:
-            say(f"  FAIL  block_size({topk}) returned {b}")
+        if b < 1 or b > 256:
+            say(f"  FAIL  block_size({topk}) returned {b}: a block is 1 to 256 slots, at most 256")
             say(f"  hint: {ex.hint('block_out_of_range')}")
-            return False
+            return Outcome(False)
         blocks[topk] = b
         if b & (b - 1):
             wrong.append(topk)
@@ -197,9 +268,22 @@ def check_block_size(ex: Exercise, fn, hint_level: int = 0) -> bool:
         if said:
             say(f"    Triton says, launching tl_full_kernel with BLOCK={b}: {said}")
         say(f"  hint: {ex.hint('block_not_power_of_two')}")
-        return False
-    say(f"  ok    powers of two for topk 1..16 (topk 6 -> {blocks[6]}, topk 8 -> {blocks[8]})")
-    return run_groups(ex, tl_full.tl_full_kernel, lambda c: [blocks[c.topk]], hint_level=hint_level)
+        return Outcome(False)
+    for topk in topks:
+        rule = min(256, 1024 // topk)
+        if not rule / 2 < blocks[topk] < 2 * rule:
+            say(f"  FAIL  block_size({topk}) returned {blocks[topk]}; the rule min(256, 1024 // {topk}) "
+                f"gives {rule}, so the block must lie in ({rule / 2:g}, {2 * rule})")
+            say(f"  hint: {ex.hint('block_not_near')}")
+            return Outcome(False)
+    say(f"  ok    the launch rule for topk 1..16 (topk 6 -> {blocks[6]}, topk 8 -> {blocks[8]})")
+    return run_groups(ex, tl_full.tl_full_kernel, hint_level, blocks)
+
+
+def _refuse_library(ex: Exercise, used: list[str]) -> Outcome:
+    say(f"  FAIL  block_size uses the library's own code: {', '.join(sorted(set(used))[:3])}")
+    say(f"  hint: {ex.hint('block_from_library')}")
+    return Outcome(False)
 
 
 def _is_int(v) -> bool:
@@ -222,5 +306,5 @@ def _triton_on_block(block: int) -> str:
     return ""
 
 
-__all__ = ["CASE_GROUPS", "SKIPPED_CASES", "NAIVE_TOKENS", "grouped_cases", "run_groups", "check_kernel",
-           "check_block_size"]
+__all__ = ["CASE_GROUPS", "SKIPPED_CASES", "NAIVE_TOKENS", "BLOCK_SIZE_TOPKS", "Outcome", "plan",
+           "run_groups", "check_on_gpu", "check_kernel", "check_block_size"]

@@ -1,14 +1,17 @@
-"""Running learner code so that nothing it does escapes: time budget, exits, interrupts, printing.
+"""Calling learner code so that nothing it does escapes: time budget, exits, interrupts, printing.
 
-* **time budget.** While learner code runs, a watchdog thread waits for the deadline and then raises
-  :class:`OutOfTime` inside the thread running the code (an asynchronous exception, delivered at its
-  next bytecode boundary). It works in any thread (a Jupyter kernel's main thread, pytest, a worker
-  thread), needs no signal and costs nothing while the code runs in time. Time spent inside one numpy
-  call is not interrupted, but the interpreter runs a kernel as many small steps, so an endless loop
-  stops within a moment of its deadline.
-* **exits and interrupts.** ``SystemExit`` and ``KeyboardInterrupt`` raised by learner code are caught
-  and reported. A real interrupt (Ctrl-C, Jupyter's Stop button) is told apart by a SIGINT handler
-  installed for the duration (main thread only) and still stops the check.
+Every call of the learner's code (a launch, ``block_size(topk)``) goes through :func:`call`. Where checks
+run in a forked child (:mod:`.isolate`, Linux), the parent enforces the time budget from outside and
+:func:`call` only catches what the code raises and counts what it prints. Elsewhere :func:`call` is the
+whole defence, in the calling process:
+
+* **time budget.** A watchdog thread waits for the deadline and then raises :class:`OutOfTime` inside
+  the thread running the code (an asynchronous exception, delivered at its next bytecode boundary). It
+  stops an ordinary endless loop, but not one that swallows every exception, nor a long ``time.sleep``.
+* **exits and interrupts.** ``SystemExit``, ``KeyboardInterrupt`` and any other ``BaseException`` the
+  learner's code raises are caught and reported (:class:`LearnerExit`). A real interrupt (Ctrl-C,
+  Jupyter's Stop button) is told apart by a SIGINT handler installed for the duration (main thread only)
+  and still stops the check.
 * **printing.** What the kernel prints (``print``, ``tl.device_print``) is kept out of the report, so a
   check's output stays deterministic; the report says how many lines were held back.
 """
@@ -21,6 +24,8 @@ import io
 import signal
 import threading
 
+from moe_lab.workbook.exercises import isolate
+
 BUDGET_S = 20.0
 """Seconds one launch may take in the interpreter before it is stopped."""
 
@@ -31,7 +36,7 @@ class OutOfTime(BaseException):
 
 
 class LearnerExit(Exception):
-    """The learner's code raised SystemExit or KeyboardInterrupt itself."""
+    """The learner's code raised SystemExit, KeyboardInterrupt or another BaseException itself."""
 
     def __init__(self, original: BaseException):
         super().__init__(f"the kernel raised {type(original).__name__}")
@@ -117,20 +122,24 @@ def call(fn, *args, budget_s: float | None = None, output: Output | None = None,
     """``fn(*args, **kwargs)`` under the time budget, with exits caught and printing held back.
 
     ``timed=False`` runs without the budget (a compiled launch on a GPU: the interpreter pass before it
-    has already stopped any endless loop, and compiling must not count against the learner).
+    has already stopped any endless loop, and compiling must not count against the learner). In a
+    forked child (:func:`isolate.in_child`) the parent keeps the time, so there is no watchdog here.
 
-    Raises :class:`OutOfTime` when the budget runs out, :class:`LearnerExit` for a SystemExit or
-    KeyboardInterrupt the learner's code raised itself, ``KeyboardInterrupt`` for a real interrupt,
-    and whatever else the code raised.
+    Raises :class:`OutOfTime` when the budget runs out, :class:`LearnerExit` for a SystemExit,
+    KeyboardInterrupt or other BaseException the learner's code raised itself, ``KeyboardInterrupt`` for
+    a real interrupt, and whatever ``Exception`` the code raised.
     """
     budget = BUDGET_S if budget_s is None else budget_s
     out = output or Output()
-    with _real_interrupts() as interrupted:
+    child = isolate.in_child()
+    with _real_interrupts() if not child else contextlib.nullcontext([False]) as interrupted:
         try:
             with contextlib.redirect_stdout(out.buffer), contextlib.redirect_stderr(out.buffer):
-                with _Deadline(budget) if timed else contextlib.nullcontext():
+                with _Deadline(budget) if timed and not child else contextlib.nullcontext():
                     return fn(*args, **kwargs)
-        except (SystemExit, KeyboardInterrupt) as err:
+        except (Exception, OutOfTime):
+            raise
+        except BaseException as err:  # SystemExit, KeyboardInterrupt, GeneratorExit, a class of its own
             if isinstance(err, KeyboardInterrupt) and interrupted[0]:
                 raise
             raise LearnerExit(err) from None

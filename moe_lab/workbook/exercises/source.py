@@ -111,11 +111,63 @@ def signature_problem(ex: Exercise, kernel) -> str:
     return "; ".join(parts)
 
 
+def _scope(fn) -> dict:
+    """The names a function's body sees from outside: its globals and its closure."""
+    scope = dict(getattr(fn, "__globals__", {}))
+    closure = getattr(fn, "__closure__", None) or ()
+    free = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+    for name, cell in zip(free, closure):
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:
+            pass
+    return scope
+
+
+def _locals(node) -> set[str]:
+    """Names a function binds itself: its parameters and every name it assigns."""
+    names = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+    return names | {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+_MISSING = object()
+
+
+def _resolve(expr, scope: dict, local: set[str]):
+    """What a called expression names: a ``Name`` or a chain of attributes of modules, looked up without
+    running anything but a module's attribute lookup. ``None`` for a local (a Triton value or a loop
+    variable: Triton's own to judge); :data:`_MISSING` for anything else (a call of a call, a subscript)."""
+    chain = []
+    while isinstance(expr, ast.Attribute):
+        chain.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return _MISSING
+    if expr.id in local:
+        return None
+    target = scope.get(expr.id, getattr(builtins, expr.id, _MISSING))
+    for attr in reversed(chain):
+        target = getattr(target, "value", target) if type(target).__name__ == "constexpr" else target
+        if not isinstance(target, (types.ModuleType, type)):
+            return None  # a method of a value (x.to(...)): Triton's own to judge
+        target = getattr(target, attr, _MISSING)
+    if type(target).__name__ == "constexpr":  # tl.constexpr(os._exit) is still os._exit
+        target = getattr(target, "value", target)
+    return target
+
+
+def _dotted(expr) -> str:
+    return ast.unparse(expr) if hasattr(ast, "unparse") else getattr(expr, "id", "?")
+
+
 def python_helpers(kernel, _seen=None) -> list[str]:
     """Names of plain Python functions the kernel (or a @triton.jit function it calls) calls.
 
-    A GPU cannot run them: Triton compiles only ``@triton.jit`` functions and its builtins. Found from
-    the source: every called name is looked up in the kernel's globals (and closure).
+    A GPU cannot run them: Triton compiles only ``@triton.jit`` functions and its builtins, and calls any
+    other function while it compiles, in the notebook's process (``os._exit``, ``time.sleep``). Found
+    from the source: every called name, and every chain of module attributes (``os._exit``), is looked
+    up in the kernel's globals (and closure); a call the checker cannot follow (``getattr(m, n)()``) is
+    named too.
     """
     seen = _seen if _seen is not None else set()
     fn = getattr(kernel, "fn", kernel)
@@ -126,33 +178,51 @@ def python_helpers(kernel, _seen=None) -> list[str]:
     node = _function_node(src) if src else None
     if node is None:
         return []
-    scope = dict(getattr(fn, "__globals__", {}))
-    closure = getattr(fn, "__closure__", None) or ()
-    free = getattr(getattr(fn, "__code__", None), "co_freevars", ())
-    for name, cell in zip(free, closure):
-        try:
-            scope[name] = cell.cell_contents
-        except ValueError:
-            pass
+    scope, local = _scope(fn), _locals(node)
     found = []
     for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-        if not isinstance(call.func, ast.Name):
-            continue  # tl.x, triton.x, a method: Triton's own
-        name = call.func.id
-        target = scope.get(name, getattr(builtins, name, None))
+        target = _resolve(call.func, scope, local)
+        name = _dotted(call.func)
         if target is None:
-            continue  # a local name: Triton reports it if it is wrong
+            continue  # a local name or a method of a value: Triton reports it if it is wrong
+        if target is _MISSING:
+            if not isinstance(call.func, (ast.Name, ast.Attribute)):
+                found.append(f"{name} (a call the checker cannot follow)")
+            continue  # an unknown name: Triton reports it
         if interp.is_kernel(target):
             found += python_helpers(target, seen)
-        elif target is getattr(builtins, name, None):
+        elif isinstance(call.func, ast.Name) and target is getattr(builtins, call.func.id, None):
             if isinstance(target, type) and issubclass(target, BaseException):
                 continue  # `raise X(...)`: runs (and is reported) like any other error
-            if name not in _KERNEL_BUILTINS:
+            if call.func.id not in _KERNEL_BUILTINS:
                 found.append(name)
         elif isinstance(target, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
             module = getattr(target, "__module__", "") or ""
             if not module.startswith("triton"):
                 found.append(name)
+    return sorted(set(found))
+
+
+def library_calls(fn) -> list[str]:
+    """What of moe_lab a plain function (``block_size``) uses: imports from it, and names or attribute
+    chains that resolve to its objects ("" when none)."""
+    src = source(fn)
+    node = _function_node(src) if src else None
+    if node is None:
+        return []
+    found = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.ImportFrom) and (sub.module or "").split(".")[0] == "moe_lab":
+            found.append(f"from {sub.module} import {', '.join(a.name for a in sub.names)}")
+        elif isinstance(sub, ast.Import):
+            found += [f"import {a.name}" for a in sub.names if a.name.split(".")[0] == "moe_lab"]
+    scope, local = _scope(fn), _locals(node)
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Name, ast.Attribute)) and isinstance(getattr(sub, "ctx", None), ast.Load):
+            target = _resolve(sub, scope, local)
+            module = getattr(target, "__module__", None) or getattr(target, "__name__", "")
+            if target not in (None, _MISSING) and str(module).split(".")[0] == "moe_lab":
+                found.append(_dotted(sub))
     return sorted(set(found))
 
 
@@ -168,4 +238,4 @@ def host_help(kernel) -> str:
 
 
 __all__ = ["source", "is_stub", "not_a_kernel", "parameters", "signature_problem", "python_helpers",
-           "host_help"]
+           "library_calls", "host_help"]

@@ -14,16 +14,16 @@ cases that break rank kernels, and reports the first mismatch with a hint.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 
 import torch
 import triton
 import triton.language as tl
 
 from moe_lab import backend, interp
-from moe_lab.workbook.exercises import MARKER, CheckResult, collecting, say
+from moe_lab.workbook.exercises import CheckResult, say
 from moe_lab.workbook.exercises.catalogue import EXERCISES
-from moe_lab.workbook.exercises.learn import PASSED, Text
+from moe_lab.workbook.exercises.learn import Text
 
 NAME = "stable_rank"
 SIGNATURE = [name for name, _ in EXERCISES[NAME].params]
@@ -40,6 +40,11 @@ SYMPTOMS = {
     "tile_count": "tile_count[p, e] is the number of the tile's slots of expert e; store all NUM_BINS "
                   "entries (zeros too) at tile_count_ptr + pid * NUM_BINS + bins",
     "error": "the kernel raised: read the message above, fix the line and run the cell again",
+    "timeout": "did not finish: check your loop bounds (a loop whose end never comes)",
+    "padded_as_zero": "the last tile's padding was counted as expert 0: load with other=-1 (never a local "
+                      "expert), or test local together with the in-bounds mask",
+    "outside": "a load or store went outside its buffer: mask every lane past num_total, and store "
+               "tile_count at tile_count_ptr + pid * NUM_BINS + bins",
 }
 
 
@@ -79,19 +84,25 @@ def spec(adjusted: torch.Tensor, block: int, num_local: int):
 
 
 def cases():
-    """``(name, adjusted ids, num_local)``: the inputs that break rank kernels. Fixed seed."""
+    """``(name, adjusted ids, num_local)``: the inputs that break rank kernels, then many tiles and tails at
+    every power of two (:data:`moe_lab.workbook.exercises.cases.SIZES`). Fixed seed."""
+    from moe_lab.workbook.exercises.cases import SIZES, tail_sizes
+
     g = torch.Generator().manual_seed(0)
 
     def ids(n, lo, hi):
         return torch.randint(lo, hi, (n,), generator=g, dtype=torch.int32)
-    return [
+    size = SIZES[NAME]
+    out = [
         ("worked example", torch.tensor([1, -1, 1, 0, 1, 0], dtype=torch.int32), 2),
         ("random, with -1", ids(100, -1, 8), 8),
         ("every slot on one expert", torch.full((70,), 3, dtype=torch.int32), 4),
         ("all -1", torch.full((40,), -1, dtype=torch.int32), 8),
         ("num_local not a power of two", ids(90, -1, 20), 20),
         ("one slot", torch.tensor([0], dtype=torch.int32), 1),
+        (f"{size.slots} slots, many tiles", ids(size.slots, -1, 8), 8),
     ]
+    return out + [(f"{n} slots", ids(n, -1, 6), 6) for n in tail_sizes(NAME)]
 
 
 def example() -> Text:
@@ -129,14 +140,6 @@ def solution():
     return show_source(stable_rank_kernel)
 
 
-def _is_stub(kernel) -> bool:
-    fn = getattr(kernel, "fn", kernel)
-    try:
-        return MARKER in inspect.getsource(fn)
-    except (OSError, TypeError):
-        return False
-
-
 def _symptom(got, want, adjusted, block) -> str:
     if bool((got == POISON).any()):
         return "poison_rank"
@@ -150,85 +153,125 @@ def _symptom(got, want, adjusted, block) -> str:
     return "rank"
 
 
-def _launch(kernel, adjusted, num_local, block, device):
+def _count_symptom(got, want, num_total, block) -> str:
+    """``padded_as_zero`` when the only extra counts are on expert 0 of a last, partial tile."""
+    diff = got.long() - want.long()
+    last = diff.shape[0] - 1
+    if num_total % block and bool((diff[last, 0] > 0).item()):
+        rest = diff.clone()
+        rest[last, 0] = 0
+        if not bool(rest.any()):
+            return "padded_as_zero"
+    return "tile_count"
+
+
+def _launch(kernel, adjusted, num_local, block, device, order_kind=None, seed=0):
+    """One launch with poisoned outputs: ``(rank, tile_count, problems)``; in the interpreter under the
+    address check (programs in ``order_kind``'s order, wild lanes dropped)."""
+    from moe_lab.workbook.exercises import cases, sandbox
+    from moe_lab.workbook.exercises.address import AddressCheck, Buffer
+
     bins = triton.next_power_of_2(num_local)
     tiles = triton.cdiv(adjusted.numel(), block)
     ids = adjusted.to(device)
     rank = torch.full((adjusted.numel(),), POISON, dtype=torch.int32, device=device)
     count = torch.full((tiles, bins), POISON, dtype=torch.int32, device=device)
-    kernel[(tiles,)](ids, rank, count, adjusted.numel(), num_local, BLOCK=block, NUM_BINS=bins)
-    return rank.cpu(), count.cpu()
+    checked = device.type == "cpu"
+    watch = AddressCheck([Buffer("adjusted", ids, False), Buffer("rank", rank, True),
+                          Buffer("tile_count", count, True)], cases.order(order_kind or "", tiles, seed))
+    with watch.installed() if checked else contextlib.nullcontext():
+        sandbox.call(lambda: kernel[(tiles,)](ids, rank, count, adjusted.numel(), num_local, BLOCK=block,
+                                              NUM_BINS=bins), timed=checked)
+    problems = [f"{ev.kind} on {ev.buffer}[{', '.join(map(str, ev.indices[:4]))}] outside it"
+                + (" (far outside: dropped)" if ev.wild else "") for ev in watch.events]
+    return rank.cpu(), count.cpu(), problems
 
 
-def _check(kernel, level) -> str:
-    if _is_stub(kernel):
-        say(f"{NAME}: not done yet: write the kernel's body (replace `pass  # {MARKER}`), run its cell, "
-            f"then run this check again.")
-        return "NOT DONE"
-    if not interp.is_kernel(kernel):
-        say(f"{NAME}: expected a @triton.jit kernel, got {type(kernel).__name__}")
-        return "FAIL"
-    params = list(getattr(kernel, "arg_names", None)
-                  or inspect.signature(getattr(kernel, "fn", kernel)).parameters)
-    if params != SIGNATURE:
-        say(f"{NAME}: parameters {params}; expected {SIGNATURE}")
-        return "FAIL"
-    say(f"{NAME}: {len(cases())} cases, BLOCK = 16 and 64, poisoned rank and tile_count")
-    places = [("interpreter", interp.interpreted(kernel), torch.device("cpu"))]
-    if backend.has_gpu():
-        places.append(("GPU", kernel, torch.device("cuda")))
+def _runs(places):
+    from moe_lab.workbook.exercises.cases import ORDERS
+
+    out, turn = [], 0
     for name, adjusted, num_local in cases():
         for block in (16, 64):
-            want_rank, want_count = spec(adjusted, block, num_local)
             for where, k, device in places:
-                try:
-                    got_rank, got_count = _launch(k, adjusted, num_local, block, device)
-                except Exception as err:  # noqa: BLE001 - the learner's code: reported, never raised
-                    say(f"  FAIL  {name}, BLOCK={block} ({where}): {type(err).__name__}: "
-                        f"{str(err).splitlines()[0][:200] if str(err) else ''}")
-                    say(f"  hint: {SYMPTOMS['error']}")
-                    return "FAIL"
-                key = None
-                if not torch.equal(got_rank, want_rank):
-                    key = _symptom(got_rank, want_rank, adjusted, block)
-                    bad = int((got_rank != want_rank).nonzero()[0])
-                    detail = f"rank[{bad}] = {int(got_rank[bad])}, expected {int(want_rank[bad])}"
-                elif not torch.equal(got_count, want_count):
-                    key = "tile_count"
-                    bad = tuple((got_count != want_count).nonzero()[0].tolist())
-                    detail = f"tile_count{list(bad)} = {int(got_count[bad])}, expected {int(want_count[bad])}"
-                if key:
-                    say(f"  FAIL  {name}, BLOCK={block} ({where})")
-                    say(f"    input adjusted = {adjusted.tolist()[:24]}"
-                        f"{' ...' if adjusted.numel() > 24 else ''}")
-                    say(f"    found: {detail}")
-                    say(f"  hint: {SYMPTOMS[key]}")
-                    if level:
-                        say(f"  hint {level}: {HINTS[level]}")
-                    return "FAIL"
-        say(f"  ok    {name}")
-    say(f"{NAME}: every case passes.")
+                kind = ORDERS[turn % len(ORDERS)]
+                out.append((name, adjusted, num_local, block, where, k, device, kind, turn))
+                turn += 1
+    return out
+
+
+def _check(kernel, level, places) -> str:
+    from moe_lab.workbook.exercises import isolate, sandbox
+    from moe_lab.workbook.exercises.diagnose import error_line
+
+    runs = _runs(places)
+    for i, (name, adjusted, num_local, block, where, k, device, kind, seed) in enumerate(runs):
+        isolate.step(i, len(runs), [f"  FAIL  {name}, BLOCK={block} ({where})"])
+        want_rank, want_count = spec(adjusted, block, num_local)
+        try:
+            got_rank, got_count, problems = _launch(k, adjusted, num_local, block, device, kind, seed)
+        except (Exception, sandbox.OutOfTime) as err:  # the learner's code: reported, never raised
+            say(f"  FAIL  {name}, BLOCK={block} ({where}): {error_line(err)}")
+            say(f"  hint: {SYMPTOMS['timeout' if isinstance(err, sandbox.OutOfTime) else 'error']}")
+            return "FAIL"
+        key = None
+        if problems:
+            key, detail = "outside", "; ".join(problems[:2])
+        elif not torch.equal(got_rank, want_rank):
+            key = _symptom(got_rank, want_rank, adjusted, block)
+            bad = int((got_rank != want_rank).nonzero()[0])
+            detail = f"rank[{bad}] = {int(got_rank[bad])}, expected {int(want_rank[bad])}"
+        elif not torch.equal(got_count, want_count):
+            key = _count_symptom(got_count, want_count, adjusted.numel(), block)
+            bad = tuple((got_count != want_count).nonzero()[0].tolist())
+            detail = f"tile_count{list(bad)} = {int(got_count[bad])}, expected {int(want_count[bad])}"
+        if key:
+            say(f"  FAIL  {name}, BLOCK={block} ({where})")
+            say(f"    input adjusted = {adjusted.tolist()[:24]}{' ...' if adjusted.numel() > 24 else ''}"
+                + (f" ({adjusted.numel()} slots)" if adjusted.numel() > 24 else ""))
+            say(f"    found: {detail}")
+            say(f"  hint: {SYMPTOMS[key]}")
+            if level:
+                say(f"  hint {level}: {HINTS[level]}")
+            return "FAIL"
+        group = _group(name)
+        if where != "GPU" and (i + 1 == len(runs) or _group(runs[i + 1][0]) != group):
+            count = len({r[0] for r in runs if _group(r[0]) == group})
+            say(f"  ok    {group} ({count} case{'s' if count > 1 else ''})")
     return "PASS"
 
 
+def _group(case_name: str) -> str:
+    from moe_lab.workbook.exercises.cases import LARGE, TAILS
+
+    if case_name.endswith("many tiles"):
+        return LARGE
+    if case_name.endswith(" slots") and case_name.split()[0].isdigit():
+        return TAILS
+    return "inputs that break rank kernels"
+
+
 def run(exercise, kernel, level: int) -> bool:
-    """The catalogue's runner: ``moe_lab.workbook.exercises.check("stable_rank", kernel)`` comes here."""
-    return _check(kernel, level) == "PASS"
+    """The catalogue's runner (the interpreter pass): ``check("stable_rank", kernel)`` comes here."""
+    say(f"{NAME}: {len(cases())} cases, BLOCK = 16 and 64, programs in several orders, poisoned rank and "
+        f"tile_count")
+    return _check(kernel, level, [("interpreter", interp.interpreted(kernel), torch.device("cpu"))]) == "PASS"
+
+
+def run_gpu(exercise, kernel, level: int) -> bool:
+    """The GPU pass, in the notebook's process, once the interpreter pass passed."""
+    if not backend.has_gpu():
+        return True
+    failed = _check(kernel, level, [("GPU", kernel, torch.device("cuda"))]) != "PASS"
+    return not failed
 
 
 def check(name: str, kernel, *, hint: int = 0) -> CheckResult:
-    """``check("stable_rank", kernel)``: one PASS/FAIL block, truthy when the kernel passed.
+    """``check("stable_rank", kernel)``: one PASS/FAIL block, truthy when the kernel passed; the same
+    check as :func:`moe_lab.workbook.exercises.check`, which it calls."""
+    from moe_lab.workbook import exercises
 
-    The same call shape as :func:`moe_lab.workbook.exercises.check`, so notebook tooling treats the cell
-    alike.
-    """
     if name != NAME:
         raise ValueError(f"this checker runs the {NAME!r} exercise, got {name!r}; other exercises are "
                          f"checked with moe_lab.workbook.exercises.check")
-    if isinstance(hint, bool) or not isinstance(hint, int) or not 0 <= hint <= 3:
-        raise ValueError(f"hint must be 0 (none) or a level 1, 2 or 3, got {hint!r}")
-    with collecting() as lines:
-        status = _check(kernel, hint)
-    if status != "NOT DONE":
-        PASSED[NAME] = status == "PASS"
-    return CheckResult(NAME, status == "PASS", lines, status)
+    return exercises.check(NAME, kernel, hint=hint)
