@@ -168,7 +168,7 @@ def provenance(run_id: str | None = None) -> dict:
     """This machine's provenance, now: ``{card, driver, cuda, torch, triton, python, date, run_id}``.
 
     ``card`` is the CUDA device's name (``"cpu"`` without one); ``date`` today's ISO date (UTC);
-    ``run_id`` defaults to ``<date>_<card>`` (the name of the benchmark's CSV).
+    ``run_id`` defaults to ``<date>_<HHMMSS>_<card>`` (UTC; the name of the benchmark's CSV).
     """
     import torch
     import triton
@@ -177,11 +177,12 @@ def provenance(run_id: str | None = None) -> dict:
 
     gpu = torch.cuda.is_available()
     card = torch.cuda.get_device_name() if gpu else "cpu"
-    date = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    date = now.date().isoformat()
     return {"card": card, "driver": timing.driver_version() if gpu else "n/a",
             "cuda": torch.version.cuda or "n/a", "torch": torch.__version__, "triton": triton.__version__,
             "python": platform.python_version(), "date": date,
-            "run_id": run_id if run_id is not None else f"{date}_{slug(card)}"}
+            "run_id": run_id if run_id is not None else f"{date}_{now:%H%M%S}_{slug(card)}"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,8 +251,10 @@ def load(path, schema: Schema) -> pd.DataFrame:
 def write(df: pd.DataFrame, path, schema: Schema) -> Path:
     """Check ``df`` against ``schema`` and write it to ``path`` (schema columns first, then the rest).
 
-    The file is written next to ``path`` under a temporary name and moved over ``path`` only once
-    complete, so an interrupted write never leaves half a file. Returns ``path``.
+    The file is written next to ``path`` under a temporary name and moved to ``path`` only once complete,
+    so an interrupted write never leaves half a file. A recorded file is never replaced: an existing
+    ``path`` raises :class:`FileExistsError` (the default run id carries the time of day, so two runs
+    on one day write two files). Returns ``path``.
     """
     path = Path(path)
     checked = validate(df.drop(columns=["source"], errors="ignore"), schema, f"frame for {path}",
@@ -263,10 +266,13 @@ def write(df: pd.DataFrame, path, schema: Schema) -> Path:
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             checked.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            os.link(tmp, path)  # fails if path exists: a recorded run is never written over
+        except FileExistsError:
+            raise FileExistsError(f"{path} exists: a recorded file is never replaced; record under another "
+                                  f"run id, or move the old file away first") from None
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -218,7 +218,9 @@ def test_provenance_of_this_machine_has_every_field():
     meta = records.provenance()
     assert tuple(meta) == records.PROVENANCE and all(isinstance(v, str) and v for v in meta.values())
     assert records.validate(bench_rows().assign(**meta), records.BENCH)["date"].iloc[0] == meta["date"]
-    assert meta["run_id"] == f"{meta['date']}_{records.slug(meta['card'])}"
+    date, time_of_day, card = meta["run_id"].split("_", 2)
+    assert date == meta["date"] and len(time_of_day) == 6 and time_of_day.isdigit()
+    assert card == records.slug(meta["card"])
     assert records.provenance(run_id="mine")["run_id"] == "mine"
 
 
@@ -333,3 +335,11 @@ def test_eager_time_is_the_middle_of_the_repeats_and_in_microseconds(monkeypatch
     assert timing.time_us(lambda: None) == pytest.approx((6.0, 5.0, 7.0))
     fake_do_bench(monkeypatch, [[0.0012, 0.0011, 0.0013]])
     assert timing.time_us(lambda: None, mode="graph") == pytest.approx((1.2, 1.1, 1.3))
+
+
+def test_a_recorded_file_is_never_written_over(tmp_path):
+    path = records.write(bench_rows(), tmp_path / "run-a.csv", records.BENCH)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="run-a.csv exists: a recorded file is never replaced"):
+        records.write(bench_rows(n=2), path, records.BENCH)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["run-a.csv"]
