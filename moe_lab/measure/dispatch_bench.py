@@ -214,7 +214,8 @@ def sweep(tokens=TOKENS, run_id=None, budget_s: float = BUDGET_S, variants: bool
 def load(path=None):
     """The newest recorded run (a DataFrame) from ``path`` (default ``data/dispatch/``), or None."""
     folder = Path(path) if path is not None else data_folder("dispatch")
-    files = sorted(folder.glob("dispatch_*.csv")) if folder.is_dir() else []
+    files = list(folder.glob("dispatch_*.csv")) if folder.is_dir() else []
+    files.sort(key=lambda f: records.run_order(f.stem.removeprefix("dispatch_")))  # by date and time of day
     if not files:
         return None
     return records.load(files[-1], records.DISPATCH)  # checked: columns, timings, dates, file and row named

@@ -164,6 +164,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "unknown"
 
 
+def run_order(run_id: str) -> tuple[str, str]:
+    """Sort key of a run id, oldest first: its date, then its time of day (``<date>_<HHMMSS>_<card>``;
+    an id without a time, as runs were named before, counts as the start of its day)."""
+    found = re.match(r"(\d{4}-\d{2}-\d{2})(?:_(\d{6})(?=_|$))?", str(run_id))
+    return (found.group(1), found.group(2) or "") if found else ("", str(run_id))
+
+
 def provenance(run_id: str | None = None) -> dict:
     """This machine's provenance, now: ``{card, driver, cuda, torch, triton, python, date, run_id}``.
 

@@ -81,8 +81,8 @@ def _runs_of(df: pd.DataFrame) -> list[Run]:
         first = rows.iloc[0]
         out.append(Run(str(run_id), str(first["card"]), str(first["date"]), len(rows),
                        str(first.get("source", ""))))
-    # Oldest first by the parsed date (the loader checked it is a real ISO day); the run id breaks ties.
-    return sorted(out, key=lambda r: (_dt.date.fromisoformat(r.date), r.run_id))
+    # Oldest first by the parsed date (the loader checked it is a real ISO day), then the time in the id.
+    return sorted(out, key=lambda r: (_dt.date.fromisoformat(r.date), records.run_order(r.run_id), r.run_id))
 
 
 def runs(path=None) -> list[Run]:

@@ -343,3 +343,20 @@ def test_a_recorded_file_is_never_written_over(tmp_path):
     with pytest.raises(FileExistsError, match="run-a.csv exists: a recorded file is never replaced"):
         records.write(bench_rows(n=2), path, records.BENCH)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["run-a.csv"]
+
+
+def test_runs_sort_by_date_then_time_of_day():
+    ids = ["2026-12-03_172056_NVIDIA-H200", "2026-12-03_NVIDIA-H200", "2026-12-02_235959_NVIDIA-H200",
+           "2026-12-03_150400_NVIDIA-H200"]
+    assert sorted(ids, key=records.run_order) == [
+        "2026-12-02_235959_NVIDIA-H200", "2026-12-03_NVIDIA-H200", "2026-12-03_150400_NVIDIA-H200",
+        "2026-12-03_172056_NVIDIA-H200"]
+
+
+def test_dispatch_load_takes_the_run_of_the_latest_time(tmp_path):
+    from moe_lab.measure import dispatch_bench
+
+    src = paths.data("dispatch")
+    for name in ("dispatch_2026-12-03_NVIDIA-H200.csv", "dispatch_2026-12-03_150400_NVIDIA-H200.csv"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    assert set(dispatch_bench.load(tmp_path)["run_id"]) == {"2026-12-03_150400_NVIDIA-H200"}
