@@ -206,7 +206,7 @@ def test_a_plain_python_helper_is_caught():
     ok, out = _report("masked_block", calls_python_helper)
     assert not ok
     assert "calls plain Python function(s) plain_local" in out, out
-    assert "put @triton.jit on the helper too" in out
+    assert "make the helper a @triton.jit function too" in out
 
 
 def test_a_jit_helper_is_fine():

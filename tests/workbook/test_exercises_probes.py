@@ -13,8 +13,9 @@ import time
 import probe_kernels as P
 import pytest
 
+from moe_lab import backend
 from moe_lab.workbook import exercises
-from moe_lab.workbook.exercises import isolate, report, sandbox
+from moe_lab.workbook.exercises import gpu_compile, isolate, report, sandbox
 
 FAST = [p for p in P.PROBES if p[1] not in P.SLOW]
 SLOW = [p for p in P.PROBES if p[1] in P.SLOW]
@@ -109,15 +110,21 @@ def test_a_long_check_shows_that_it_is_running(monkeypatch):
         def update(self, done, total):
             seen.append(("update", done, total))
 
+        def status(self, what, now=False):
+            seen.append(("status", what))
+
         def close(self):
             seen.append(("close",))
 
     monkeypatch.setattr(report, "Progress", Recorder)
+    monkeypatch.setattr(gpu_compile, "_CACHE", {})  # compiled afresh: the line says so
     result = exercises.check("debug", debug_answer)
     assert result, result.text
     updates = [s for s in seen if s[0] == "update"]
     if isolate.ISOLATED:
         assert updates and updates[-1][2] >= 20 and updates[-1][1] == updates[-1][2] - 1
+    if not backend.has_gpu():
+        assert ("status", "compiling the kernel for a GPU (sm_90, no GPU needed)") in seen, seen
     assert seen[0] == ("open", "debug") and seen[-1] == ("close",)
     assert "running" not in result.text
 

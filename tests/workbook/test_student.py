@@ -222,7 +222,7 @@ def test_student_copy_of_fixture_runs_and_says_not_done_yet(tmp_path, kernel_nam
 
     solved = _execute(src / "03_fixture.ipynb", kernel_name)  # and the solution passes the same checks
     outputs = [_text(c) for c in solved.cells if c.cell_type == "code"]
-    assert "masked_block: all 41 runs pass." in outputs[2], outputs[2]
+    assert "masked_block: all 42 runs pass." in outputs[2], outputs[2]
     assert "block_size: all 41 runs pass." in outputs[4], outputs[4]
     assert outputs[5].strip() == "reached the end True True"
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 
 from moe_lab import backend, interp
-from moe_lab.workbook.exercises import isolate, learn, report, sandbox
+from moe_lab.workbook.exercises import gpu_compile, isolate, learn, report, sandbox
 from moe_lab.workbook.exercises.address import GUARD
 from moe_lab.workbook.exercises.catalogue import EXERCISES, HINTS, MARKER, Exercise, exercise
 from moe_lab.workbook.exercises.diagnose import error_line
@@ -54,6 +54,7 @@ from moe_lab.workbook.exercises.learn import example, hint, predict, predicted, 
 from moe_lab.workbook.exercises.report import CheckResult, collecting, say, say_level
 from moe_lab.workbook.exercises.runners import CASE_GROUPS, check_block_size, check_kernel, check_on_gpu
 from moe_lab.workbook.exercises.source import (
+    calls_itself,
     host_help,
     is_stub,
     not_a_kernel,
@@ -84,7 +85,8 @@ def check(name: str, obj, *, hint: int = 0) -> CheckResult:
 
 
 def _run(ex: Exercise, obj, level: int) -> str:
-    """The interpreter pass where the learner's code cannot reach the notebook, then the GPU pass."""
+    """The interpreter pass where the learner's code cannot reach the notebook, then the GPU pass (with a
+    GPU) or the compile for a GPU (without one)."""
     bar = report.Progress(ex.name)
 
     def on_message(kind, payload):
@@ -96,10 +98,18 @@ def _run(ex: Exercise, obj, level: int) -> str:
 
     try:
         if isolate.ISOLATED:
-            outcome = isolate.run(_interpret, ex, obj, level, budget_s=sandbox.BUDGET_S,
-                                  on_message=on_message)
+            outcome = _trusted(ex, isolate.run(_interpret, ex, obj, level, budget_s=sandbox.BUDGET_S,
+                                               on_message=on_message))
         else:
             outcome = _interpret(ex, obj, level)
+        status = outcome["status"]
+        compiled = ex.is_kernel and (not ex.runner or bool(ex.gpu_runner))  # the GPU pass compiles it
+        if status == "PASS" and backend.has_gpu():
+            status = "PASS" if _on_gpu(ex, obj, level, outcome) else "FAIL"
+            if status == "PASS" and compiled:
+                say("  ok    compiles for a GPU")  # the same words as without a GPU: the same report
+        if status == "PASS" and ex.is_kernel and not (backend.has_gpu() and compiled):
+            status = "PASS" if gpu_compile.check(ex, obj, level, bar) else "FAIL"
     except isolate.Stopped as stop:
         report.report_stopped(ex, stop, level)
         return "FAIL"
@@ -108,13 +118,31 @@ def _run(ex: Exercise, obj, level: int) -> str:
         return "FAIL"
     finally:
         bar.close()
-    status = outcome["status"]
-    if status == "PASS" and backend.has_gpu():
-        status = "PASS" if _on_gpu(ex, obj, level, outcome) else "FAIL"
     if status == "PASS":
         say(f"{ex.name}: all {outcome['runs']} runs pass." if outcome["runs"] else
             f"{ex.name}: every case passes.")
     return status
+
+
+def _trusted(ex: Exercise, outcome) -> dict:
+    """The child's result, as plain data the parent holds to: a known status, a run count, and (block_size)
+    blocks that keep the rule for every topk. Raises RuntimeError for anything else."""
+    from moe_lab.workbook.exercises.runners import BLOCK_SIZE_TOPKS, block_problem
+
+    if not (isinstance(outcome, dict) and outcome.get("status") in ("PASS", "FAIL", "NOT DONE")):
+        raise RuntimeError("its process sent a result that is not one")
+    runs, blocks = outcome.get("runs", 0), outcome.get("blocks") or {}
+    if not (isinstance(runs, int) and runs >= 0 and isinstance(blocks, dict)
+            and all(str(k).isdigit() and type(v) is int for k, v in blocks.items())):
+        raise RuntimeError("its process sent a result that is not one")
+    blocks = {int(k): v for k, v in blocks.items()}
+    if outcome["status"] == "PASS" and ex.name == "block_size":
+        wrong = [t for t in BLOCK_SIZE_TOPKS if t not in blocks or block_problem(t, blocks[t])]
+        if wrong or not runs:
+            raise RuntimeError(f"its process reported a PASS whose blocks do not keep the rule (topk "
+                               f"{', '.join(map(str, wrong[:4])) or 'none run'}): the code under test "
+                               f"interfered with the check")
+    return {"status": outcome["status"], "runs": runs, "blocks": blocks}
 
 
 def _interpret(ex: Exercise, obj, level: int) -> dict:
@@ -141,19 +169,23 @@ def _interpret(ex: Exercise, obj, level: int) -> dict:
 
 
 def _refused(ex: Exercise, obj, level: int) -> bool:
-    """The kernel as given, before it runs: a bare kernel, the signature, no Python helpers or host help."""
-    problem = not_a_kernel(obj)
-    if problem:
+    """The kernel as given, before it runs: a bare kernel, the signature, no Python helpers, no call of
+    itself, no host help. Says the refusal block and returns True when something is wrong."""
+    problem = not_a_kernel(obj) if ex.params else ""
+    if problem and not ex.runner:
         say(f"{ex.name}: {problem}")
         return True
-    refusals = []
-    wrong = signature_problem(ex, obj)
+    refusals = [("signature", problem)] if problem else []
+    wrong = signature_problem(ex, obj) if ex.params and not problem else ""
     if wrong:
         refusals.append(("signature", f"parameters: {wrong}; expected {ex.signature}"))
-    helpers = python_helpers(obj)
+    helpers = python_helpers(obj) if interp.is_kernel(obj) else []
     if helpers:
         refusals.append(("python_helper", f"calls plain Python function(s) {', '.join(helpers)}, which "
                                           f"cannot compile for a GPU"))
+    cycle = calls_itself(obj) if interp.is_kernel(obj) else []
+    if cycle:
+        refusals.append(("recursion", f"the kernel calls itself: {' -> '.join(cycle)}"))
     host = host_help(obj)
     if host:
         refusals.append(("host_help", f"the kernel carries {host}"))
@@ -163,7 +195,7 @@ def _refused(ex: Exercise, obj, level: int) -> bool:
     say("  FAIL  the kernel as given (not run)")
     for _key, detail in refusals:
         say(f"    found: {detail}")
-    for key, _ in refusals:
+    for key in dict.fromkeys(key for key, _ in refusals):
         say(f"  hint: {ex.hint(key)}")
     if level:
         say_level(ex, level)
@@ -174,20 +206,8 @@ def _run_own(ex: Exercise, obj, level: int) -> str:
     """An exercise with its own checker (``Exercise.runner``): the common refusals, then its runner."""
     import importlib
 
-    if interp.is_kernel(obj) or ex.params:
-        problem = not_a_kernel(obj) if ex.params else ""
-        wrong = signature_problem(ex, obj) if ex.params and not problem else ""
-        helpers = python_helpers(obj) if interp.is_kernel(obj) else []
-        host = host_help(obj)
-        found = [d for d in (problem, wrong and f"parameters: {wrong}; expected {ex.signature}",
-                             helpers and f"calls plain Python function(s) {', '.join(helpers)}",
-                             host and f"the kernel carries {host}") if d]
-        if found:
-            say(f"{ex.name}: read before running")
-            say("  FAIL  the kernel as given (not run)")
-            for detail in found:
-                say(f"    found: {detail}")
-            return "FAIL"
+    if (interp.is_kernel(obj) or ex.params) and _refused(ex, obj, level):
+        return "FAIL"
     module, _, function = ex.runner.partition(":")
     runner = getattr(importlib.import_module(module), function)
     try:

@@ -11,11 +11,13 @@ Two things a GPU does that the interpreter, running one program after another, d
 
 * **any order.** Programs run in a chosen order (``order=``), so a kernel that assumes the highest (or
   the lowest) program id runs last is caught;
-* **updates in between.** With ``interfere=True``, the first compare-and-swap a program makes on a
-  counter finds that counter one higher than the program last saw it (as if another program's add had
-  landed in between); the launch takes those adds back afterwards (:attr:`AddressCheck.phantom`). A
-  retry loop still counts right; a single swap of a value read earlier loses its update, as it would on
-  a GPU.
+* **updates in between.** With ``interfere=n``, each of the first ``n`` compare-and-swaps a program
+  makes on a counter finds that counter one higher than the program last saw it (as if another
+  program's add had landed in between); the launch takes those adds back afterwards
+  (:attr:`AddressCheck.phantom`). A retry loop still counts right; a single swap of a value read
+  earlier loses its update, as it would on a GPU, and so does a loop that gives up after fewer than
+  ``n`` more tries than it needs without contention (``n`` varies from case to case,
+  :func:`moe_lab.workbook.exercises.cases.contention`; no fixed cap is safe on a GPU).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class Usage:
 
     counts_loaded: bool = False
     counts_stored_by: set = field(default_factory=set)  # program ids that stored into expert_count
+    counts_swapped_by: set = field(default_factory=set)  # program ids that atomic_xchg'd into it
     counts_atomic_ops: set = field(default_factory=set)  # "add", "xchg", "cas", ...
     counts_add_sems: set = field(default_factory=set)
     counts_sems: set = field(default_factory=set)  # every atomic on expert_count: its memory order
@@ -91,13 +94,14 @@ class Usage:
     counts_hit_twice: bool = False  # one program added to one counter more than once
     scratch_loaded: bool = False
     ticket_sems: set = field(default_factory=set)
+    ticket_order: list = field(default_factory=list)  # (program, what went wrong) in a program's order
     last_program: int | None = None  # the program that ran last
 
 
 class AddressCheck:
     """Watches the interpreter's memory operations for one launch; records what went out of bounds."""
 
-    def __init__(self, buffers: list[Buffer], order: list[int] | None = None, *, interfere: bool = False):
+    def __init__(self, buffers: list[Buffer], order: list[int] | None = None, *, interfere: int = 0):
         self.buffers = buffers
         self.by_name = {b.name: b for b in buffers}
         self.events: list[Event] = []
@@ -105,8 +109,9 @@ class AddressCheck:
         self.order = order
         self.interfere = interfere
         self.phantom: dict[int, int] = {}  # counter index -> adds made "by another program"
-        self._bumped: set = set()  # (program, counter) pairs already interfered with
+        self._bumped: dict = {}  # (program, counter) -> adds already made "by another program"
         self._added: set = set()  # counters this program has added to
+        self._steps = _Steps()  # this program's adds into the scratch, barriers and ticket, in order
         self._sink = torch.zeros(64, dtype=torch.int64)  # where a dropped cas lane points instead
 
     def _record(self, kind, name, idx, vals=(), wild=False):
@@ -169,7 +174,10 @@ class AddressCheck:
             u = self.usage
             u.counts_atomic_ops.add(op)
             u.counts_sems.add(_name(sem))
-            u.scopes.add(_name(scope))
+            if op == "xchg":  # a final write (decode, ticket) or a lost update (the rest): launch.py tells
+                u.counts_swapped_by.add(int(hooks.builder().grid_idx[0]))
+            else:
+                u.scopes.add(_name(scope))
             if op == "add":
                 u.counts_add_sems.add(_name(sem))
                 added = np.broadcast_to(np.asarray(values), hits.shape)[hits] if values is not None else None
@@ -185,19 +193,23 @@ class AddressCheck:
             if on_scratch.any():
                 self.usage.scopes.add(_name(scope))
             ticket = keep & (scratch.index(np.asarray(addrs)) == scratch.n - 1)
+            if op == "add" and (on_scratch & ~ticket).any():
+                self._steps.add(self.usage, hooks.builder().grid_idx[0])
             if ticket.any() and op == "add":
                 self.usage.ticket_sems.add(_name(sem))
+                self._steps.ticket(self.usage, hooks.builder().grid_idx[0])
 
     def _interfere(self, addrs, keep) -> None:
-        """Another program's add lands on each counter this program is about to swap (once per counter)."""
+        """Another program's add lands on each counter this program is about to swap, on each of its first
+        :attr:`interfere` swaps of that counter."""
         hits = self._hits("expert_count", addrs, keep)
         if not (self.interfere and hits.any()):
             return
         buf = self.by_name["expert_count"]
         program = hooks.builder().grid_idx[0]
         for i in sorted(set(buf.index(np.asarray(addrs)[hits]).tolist())):
-            if (program, i) not in self._bumped:
-                self._bumped.add((program, i))
+            if self._bumped.get((program, i), 0) < self.interfere:
+                self._bumped[(program, i)] = self._bumped.get((program, i), 0) + 1
                 buf.tensor.view(-1)[i] += 1
                 self.phantom[i] = self.phantom.get(i, 0) + 1
 
@@ -271,16 +283,22 @@ class AddressCheck:
                 raise UnsupportedMemory(method)
             return hook
 
+        def barrier(*args, **kwargs):
+            self._steps.barrier = True  # tl.debug_barrier(): this program's threads meet here
+            return hooks.original("create_barrier")(*args, **kwargs)
+
         def set_grid_idx(x, y, z):
             if self.order is not None:
                 x = self.order[x]  # run the programs in the chosen order
             self.usage.last_program = x
             self._added = set()
+            self._steps = _Steps()
             isolate.beat()  # a new program started: the parent's time budget starts again
             return type(b).set_grid_idx(b, x, y, z)
 
         watchers = dict(create_masked_load=load, create_masked_store=store, create_atomic_rmw=atomic,
-                        create_atomic_cas=cas, create_histogram=histogram, set_grid_idx=set_grid_idx)
+                        create_atomic_cas=cas, create_histogram=histogram, set_grid_idx=set_grid_idx,
+                        create_barrier=barrier)
         for method in ("create_descriptor_load", "create_descriptor_store", "create_descriptor_gather",
                        "create_descriptor_scatter", "create_make_block_ptr", "create_tensor_pointer_load",
                        "create_tensor_pointer_store", "create_make_tensor_descriptor"):
@@ -288,6 +306,27 @@ class AddressCheck:
                 watchers[method] = refused(method)
         with hooks.hooked(**watchers):
             yield self
+
+
+class _Steps:
+    """One program's way to its ticket, as the interpreter runs it: on a GPU the threads of a program
+    add their parts of the histogram independently, so the ticket (which says "my adds are in") must
+    come after every add and after a ``tl.debug_barrier()`` that waits for all of them."""
+
+    def __init__(self):
+        self.barrier = True  # no add yet: nothing to wait for
+        self.taken = False
+
+    def add(self, usage: Usage, program: int) -> None:
+        if self.taken and len(usage.ticket_order) < 4:
+            usage.ticket_order.append((program, "added into the scratch after taking its ticket"))
+        self.barrier = False
+
+    def ticket(self, usage: Usage, program: int) -> None:
+        if not self.taken and not self.barrier and len(usage.ticket_order) < 4:
+            usage.ticket_order.append((program, "took its ticket with no tl.debug_barrier() between its "
+                                                "adds into the scratch and the ticket"))
+        self.taken = True
 
 
 class UnsupportedMemory(Exception):

@@ -6,7 +6,7 @@ a shortcut hides, sized per exercise (:data:`SIZES`) so a passing check stays a 
 interpreter:
 
 * **large sizes**: hundreds of programs and tens of thousands of slots (a scalar exercise: thousands)
-  with ``start`` past a million, and a rank whose experts end at INT32_MAX;
+  with ``start`` past a million, a rank whose experts end at INT32_MAX, and ``topk`` 20;
 * **tails at every power of two**: ``2**k - 1`` and ``2**k + 1`` slots for every ``k`` up to the
   exercise's largest, so the last block ends at every offset a mask can get wrong.
 
@@ -62,12 +62,20 @@ SIZES = {
     "stable_rank": Size(2048, 1, 9),        # BLOCK 16 and 64: 128 and 32 tiles
 }
 
+LAUNCHES = {"naive": (4, None, 3), "decode": (64, 256, None), "ticket": (64, None, 32)}
+"""Launches that go round the cases in turn, so that a kernel right for one launch only fails: naive's
+TOKENS_PER_PROGRAM, decode's and the ticket's BLOCK; ``None`` is the library's own launch for the case
+(``naive.TOKENS_PER_PROGRAM``, ``decode.tile_size``, ``one_launch.tile_size`` of its size)."""
+
 SCALAR_TOKENS = {"naive": 13, "debug": 16}
 """The scalar exercises run each adversarial case on its first tokens only (naive: three full programs
 of 4 tokens and a tail program with one); their large sizes and tails are their own."""
 
 ORDERS = ("highest id first", "program 0 first", "shuffled")
 """How the programs of one launch are ordered: highest id first, program 0 first, a seeded shuffle."""
+
+WIDE_TOPK = 20
+"""topk of the widest case: past the 16 slots per token a shortcut might assume."""
 
 START = 1 << 20
 """``start`` of the many-programs case: past any small-number shortcut."""
@@ -85,6 +93,19 @@ def order(kind: str, programs: int, seed: int = 0) -> list[int] | None:
     return ids
 
 
+CONTENTION = (3, 17, 64, 7, 40)
+"""How many times another program's add lands before a program's compare-and-swaps of one counter, a run
+at a time in turn, in launches of at most :data:`CONTENDED_PROGRAMS` programs (:func:`contention`): a
+retry loop with a small fixed cap gives up too soon somewhere. Larger launches get one (each extra
+try is one more pass of every program's loop in the interpreter)."""
+CONTENDED_PROGRAMS = 4
+
+
+def contention(seed: int, programs: int) -> int:
+    """Adds that land before each program's first compare-and-swaps of a counter in run ``seed``."""
+    return CONTENTION[seed % len(CONTENTION)] if programs <= CONTENDED_PROGRAMS else 1
+
+
 def describe_order(kind: str) -> str:
     return f"programs ran {kind}" if kind != "shuffled" else "programs ran in a shuffled order"
 
@@ -96,7 +117,8 @@ def _ids(gen, lo, hi, shape, sentinels=0.1):
 
 
 def large_cases(name: str) -> list[verify.Case]:
-    """The many-programs case and the int32-limit case of exercise ``name``."""
+    """The many-programs case, the int32-limit case and (but for block_size, whose spec stops at topk 16)
+    the topk-20 case of exercise ``name``."""
     size = SIZES[name]
     g = torch.Generator().manual_seed(1)
     tokens = size.slots // size.topk
@@ -112,7 +134,12 @@ def large_cases(name: str) -> list[verify.Case]:
     limit = verify.Case(f"start={top}, experts up to INT32_MAX", edge, top, 64,
                         "the last rank of the int32 range: start + num_local = INT32_MAX, ids beyond it "
                         "and INT32_MIN must not wrap into the range")
-    return [many, limit]
+    if name == "block_size":  # its spec asks for topk 1 to 16 only
+        return [many, limit]
+    wide = verify.Case(f"topk={WIDE_TOPK}", _ids(g, -1, 40, (max(6, min(200, size.slots // 80)), WIDE_TOPK)),
+                       8, 16, f"{WIDE_TOPK} slots per token, more than any model above: a loop over a fixed "
+                              f"number of slots per token misses the rest")
+    return [many, limit, wide]
 
 
 def tail_cases(name: str) -> list[verify.Case]:
@@ -156,5 +183,6 @@ def grouped_cases(name: str | None = None,
     return groups
 
 
-__all__ = ["CASE_GROUPS", "SKIPPED_CASES", "LARGE", "TAILS", "Size", "SIZES", "SCALAR_TOKENS", "ORDERS",
-           "START", "order", "describe_order", "large_cases", "tail_cases", "tail_sizes", "grouped_cases"]
+__all__ = ["CASE_GROUPS", "SKIPPED_CASES", "LARGE", "TAILS", "Size", "SIZES", "LAUNCHES", "SCALAR_TOKENS",
+           "ORDERS", "WIDE_TOPK", "START", "CONTENTION", "CONTENDED_PROGRAMS", "contention", "order",
+           "describe_order", "large_cases", "tail_cases", "tail_sizes", "grouped_cases"]

@@ -77,10 +77,11 @@ class Exercise:
         return self.hint_overrides.get(key, HINTS[key][1])
 
 
-_COMMON = ("signature", "power_of_two", "compile_error", "timeout", "process_exit", "python_helper",
-           "host_help", "unsupported_memory", "wrote_input")
-_SLOTS = ("load_out_of_bounds", "store_out_of_bounds", "padded_as_zero", "poison_left", "not_subtracted",
-          "remote_counted", "below_start", "local_missed")
+_COMMON = ("signature", "power_of_two", "compile_error", "timeout", "process_exit", "learner_exit",
+           "python_helper", "recursion", "loop_exit", "global_value", "gpu_compile", "source_unreadable",
+           "host_help", "unsupported_memory", "wrote_input", "launch_fixed", "not_permitted")
+_SLOTS = ("tile_offset", "load_out_of_bounds", "store_out_of_bounds", "padded_as_zero", "poison_left",
+          "not_subtracted", "remote_counted", "below_start", "local_missed")
 _ATOMIC_COUNTS = ("counted_nonlocal", "counts_out_of_bounds", "counts_rmw", "cas_lost", "counts_race",
                   "atomic_scope", "counts_high", "counts_low", "adjusted_wrong")
 
@@ -100,8 +101,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         (("ids_ptr", False), ("adjusted_ptr", False), ("count_ptr", False), ("num_tokens", False),
          ("topk", False), ("start", False), ("num_local", False), ("TOKENS_PER_PROGRAM", True)),
         "counts zeroed; grid (cdiv(num_tokens, 4),), TOKENS_PER_PROGRAM=4",
-        _COMMON + ("load_out_of_bounds", "store_out_of_bounds", "poison_left", "not_subtracted",
-                   "remote_counted", "below_start", "local_missed") + _ATOMIC_COUNTS,
+        _COMMON + ("tile_offset", "load_out_of_bounds", "store_out_of_bounds", "poison_left",
+                   "not_subtracted", "remote_counted", "below_start", "local_missed") + _ATOMIC_COUNTS,
         ("Program pid owns tokens pid * TOKENS_PER_PROGRAM ... + TOKENS_PER_PROGRAM - 1; each token has "
          "topk slots, one after another in memory.",
          "Two loops: `for i in range(TOKENS_PER_PROGRAM)` over tokens (skip token >= num_tokens) and "
@@ -133,7 +134,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         "(rule / 2 < block < 2 * rule), written without the library's block_size; then the library's "
         "tl_full_kernel with that BLOCK",
         ("block_not_int", "block_not_power_of_two", "block_out_of_range", "block_not_near",
-         "block_from_library", "power_of_two", "compile_error", "timeout", "process_exit"),
+         "block_from_library", "power_of_two", "compile_error", "timeout", "process_exit", "learner_exit"),
         ("What does 1024 // 6 give, and can tl.arange take it?",
          "Keep the rule min(256, 1024 // topk) and round its result up to the next power of two.",
          "triton has a helper that rounds an int up to a power of two: triton.next_power_of_2(n)."),
@@ -211,7 +212,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
         "counts poisoned; scratch (NUM_BINS accumulators + a ticket at scratch_ptr[NUM_BINS]) zeroed and "
         "checked to be zero again after the launch; grid (cdiv(num_total, BLOCK),), BLOCK=64",
         _COMMON + ("histogram_unmasked", "histogram_values", "counts_poison_left", "counts_not_by_last",
-                   "scratch_dirty", "scratch_outside", "ticket_ordering", "atomic_scope", "bins_unmasked")
+                   "scratch_dirty", "scratch_outside", "ticket_order", "ticket_ordering", "atomic_scope",
+                   "bins_unmasked")
         + _SLOTS + ("counts_out_of_bounds", "counts_rmw", "counts_high", "counts_low", "adjusted_wrong"),
         ("Each program adds its histogram into the scratch; only the program that finishes last knows "
          "the totals are complete. How can a program find out it is last?",

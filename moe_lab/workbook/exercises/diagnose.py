@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import torch
 
 from moe_lab import verify
@@ -18,9 +20,15 @@ def error_line(err: BaseException) -> str:
     while e is not None and e not in seen:
         seen.append(e)
         e = e.__cause__ or e.__context__
-    for e in reversed(seen):  # the root cause first
-        text = getattr(e, "error_message", None) or str(e)
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    chain = [(type(e).__name__, getattr(e, "error_message", None) or str(e)) for e in reversed(seen)]
+    return message_line(chain) or type(err).__name__
+
+
+def message_line(chain: list[tuple[str, str]]) -> str:
+    """``"Type: line"``: the first line that says what is wrong in ``chain`` (``(type name, message)``
+    of each exception, the root cause first); "" when none does."""
+    for kind, text in chain:
+        lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
         carets = [i for i, ln in enumerate(lines) if set(ln) == {"^"}]
         if carets:  # Triton's compile errors quote the source, point at it, then say what is wrong
             lines = lines[carets[-1] + 1:]
@@ -29,22 +37,24 @@ def error_line(err: BaseException) -> str:
                 continue
             if "/" in ln and (".py" in ln or "ipykernel" in ln):
                 continue
-            return f"{type(e).__name__}: {ln}"[:200]
-    return type(err).__name__
+            return f"{kind}: {ln}"[:200]
+    return ""
 
 
 def _diagnose_error(err: BaseException) -> list[tuple[str, str]]:
     if isinstance(err, sandbox.OutOfTime):
         return [("timeout", f"stopped after {sandbox.BUDGET_S:g} s in the interpreter")]
     if isinstance(err, sandbox.LearnerExit):
-        return [("compile_error", f"the kernel raised {type(err.original).__name__} (reported, not obeyed)")]
+        return [("learner_exit", f"the kernel raised {type(err.original).__name__} (reported, not obeyed)")]
+    line = error_line(err)
     cause, seen = err, set()
     while cause is not None and id(cause) not in seen:  # the interpreter may wrap what the hook raised
         seen.add(id(cause))
         if isinstance(cause, UnsupportedMemory):
             return [("unsupported_memory", f"the kernel called {cause.method}")]
+        if isinstance(cause, PermissionError) and cause.errno == errno.EPERM:
+            return [("not_permitted", f"your code was refused: {line}")]
         cause = cause.__cause__ or cause.__context__
-    line = error_line(err)
     if isinstance(err, TypeError) and ("argument" in str(err) or "parameter" in str(err)):
         return [("signature", f"Python said: {line}")]
     if "power of 2" in line or "power of two" in line:
@@ -96,6 +106,22 @@ def _wrapped(run: Run) -> bool:
             or same_counts and not torch.equal(counts, run.want_counts))
 
 
+def _first_tile_only(run: Run) -> str:
+    """What was seen when only the first program's share of slots was written and counted more than once
+    (the same share over and over: an offset without ``pid * BLOCK``, or in decode's loop without
+    ``tile * BLOCK``); "" else (one share written once: a loop or programs missing, not an offset)."""
+    got, want = run.adjusted.reshape(-1), run.want_adjusted.reshape(-1)
+    share = run.per_program
+    if not share or got.numel() <= share:
+        return ""
+    counted_again = bool((run.counts.long() > run.want_counts.long()).any())  # the first share, again
+    rest_poisoned = bool((got[share:] == verify.POISON).all())
+    if counted_again and rest_poisoned and torch.equal(got[:share], want[:share]):
+        return (f"only slots 0..{share - 1} (the first {share}, one program's share) were written; slots "
+                f"{share}..{got.numel() - 1} still hold the poison")
+    return ""
+
+
 def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str, str]]:
     """Symptoms in the numbers. ``checked``: the address check ran (it sees tl.histogram directly)."""
     out = []
@@ -105,6 +131,9 @@ def _diagnose_values(ex: Exercise, run: Run, *, checked: bool) -> list[tuple[str
     got, want = run.adjusted, run.want_adjusted
     if _wrapped(run):
         return [("wrapped_ids", "the outputs are those of the ids cast to int32 before the range test")]
+    first = _first_tile_only(run)
+    if first:
+        return [("tile_offset", first)]
     if not torch.equal(got, want):
         bad = (got != want)
         g, x = got[bad], ids[bad]
@@ -211,4 +240,4 @@ def diagnose(ex: Exercise, run: Run) -> list[tuple[str, str]]:
     return unique[:3]
 
 
-__all__ = ["error_line", "diagnose"]
+__all__ = ["error_line", "message_line", "diagnose"]

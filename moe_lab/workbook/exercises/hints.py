@@ -25,8 +25,30 @@ HINTS: dict[str, tuple[str, str]] = {
                      "Python there. The check runs your code in a process of its own, so this notebook "
                      "is still alive"),
     "python_helper": ("the kernel calls a plain Python function",
-                      "a GPU cannot run Python: put @triton.jit on the helper too, or write its body "
-                      "inline in the kernel"),
+                      "a GPU cannot run plain Python: remove the call (to look inside a kernel, use print or "
+                      "tl.device_print), or make the helper a @triton.jit function too"),
+    "learner_exit": ("the kernel raised SystemExit or KeyboardInterrupt itself",
+                     "your code asked Python to stop (sys.exit, exit(), quit(), or raising SystemExit or "
+                     "KeyboardInterrupt): remove that call; a kernel ends when its last line has run"),
+    "not_permitted": ("the kernel's code did something the check does not permit",
+                      "your code asked the operating system for something the check forbids (signalling "
+                      "another process with os.kill, leaving the process group with os.setsid): a kernel "
+                      "only computes on its buffers, so remove that call"),
+    "recursion": ("the kernel calls itself",
+                  "a Triton kernel cannot call itself, directly or through a helper: write the repetition as "
+                  "a loop (for i in range(...)) instead"),
+    "loop_exit": ("the kernel leaves a loop with break, continue or return, which Triton cannot compile",
+                  "a GPU kernel cannot leave a loop early (no break, continue, or return inside a loop): "
+                  "keep the loop and put its work under an `if` instead, e.g. `if token < num_tokens:`"),
+    "global_value": ("the kernel reads a global that is not a tl.constexpr",
+                     "a kernel can read only tl.constexpr globals: define it as NAME = tl.constexpr(value), "
+                     "or pass the value in as an argument"),
+    "gpu_compile": ("the kernel runs in the interpreter but Triton cannot compile it for a GPU",
+                    "the interpreter runs the kernel as Python, which accepts more than Triton's compiler: "
+                    "change the line named above so that Triton compiles it, and run its cell again"),
+    "source_unreadable": ("the kernel's source could not be read, so it could not be compiled",
+                          "define the kernel (and the @triton.jit helpers it calls) in a notebook cell or a "
+                          ".py file, not through exec or an interactive prompt, then check again"),
     "host_help": ("the kernel comes with host-side code that runs around the launch",
                   "hand over the bare @triton.jit kernel: no pre-run hooks, autotuner or heuristics; "
                   "the kernel alone must produce the outputs"),
@@ -38,6 +60,13 @@ HINTS: dict[str, tuple[str, str]] = {
     "store_out_of_bounds": ("the kernel wrote adjusted outside its slots",
                             "mask the store with the in-bounds mask: tl.store(..., mask=offs < num_total)"),
     "wrote_input": ("the kernel wrote into topk_ids", "topk_ids is the input: store into adjusted_ptr"),
+    "launch_fixed": ("the kernel holds for one launch configuration only",
+                     "write the constexpr the launch passes (BLOCK, TOKENS_PER_PROGRAM) wherever its value "
+                     "is meant, never the number itself: the check, like the library, launches with "
+                     "several values"),
+    "tile_offset": ("only the first tile was written: every program worked on slots 0..BLOCK-1",
+                    "each program owns its own tile: offs = pid * BLOCK + tl.arange(0, BLOCK), with "
+                    "pid = tl.program_id(0); without pid * BLOCK every program works on the first tile"),
     "poison_left": ("poison left in adjusted: a slot was never stored",
                     "a slot was never stored: check the store mask / loop bounds (every in-bounds slot "
                     "gets a value, -1 when it is not local)"),
@@ -82,8 +111,9 @@ HINTS: dict[str, tuple[str, str]] = {
                    "(two lanes of one block on the same expert already do)"),
     "cas_lost": ("a compare-and-swap failed and its update was lost",
                  "tl.atomic_cas fails when another program changed the counter since you read it (the "
-                 "check makes that happen once per counter and program): retry until the swap succeeds, "
-                 "or use an atomic add (tl.atomic_add), which cannot lose an update"),
+                 "check makes that happen, several times in a row, on every counter a program swaps): "
+                 "retry until the swap succeeds, with no cap on the tries (on a GPU a swap can fail any "
+                 "number of times), or use an atomic add (tl.atomic_add), which cannot lose an update"),
     "atomic_scope": ("an atomic was CTA-scoped",
                      "keep the atomic's default scope=\"gpu\": scope=\"cta\" makes it atomic and ordered "
                      "only among the threads of one program, and the programs of a launch run on "
@@ -128,6 +158,10 @@ HINTS: dict[str, tuple[str, str]] = {
     "scratch_outside": ("the kernel touched scratch outside [0, NUM_BINS]",
                         "the accumulators are scratch_ptr[0:NUM_BINS) and the ticket is "
                         "scratch_ptr[NUM_BINS]: mask bins >= num_local"),
+    "ticket_order": ("a program took its ticket before its adds into the scratch were done",
+                     "in every program: first every tl.atomic_add into the scratch's accumulators, then "
+                     "tl.debug_barrier() (the program's threads wait for each other), then the ticket; the "
+                     "ticket says \"my adds are in\", so nothing may be added after it"),
     "ticket_ordering": ("the ticket or the final reads can see a stale total on a GPU",
                         "keep the ticket acq_rel (tl.atomic_add's default sem), put tl.debug_barrier() "
                         "before it, and read the totals with an atomic (tl.atomic_xchg), not tl.load"),
@@ -142,6 +176,8 @@ NAIVE_HINTS = {
     "poison_left": "a slot was never stored: store -1 in the else branch, and loop over all topk slots "
                    "of every token",
     "counted_nonlocal": "only count inside the `if` that tests start <= expert < start + num_local",
+    "tile_offset": "program pid owns tokens pid * TOKENS_PER_PROGRAM + i: without pid * TOKENS_PER_PROGRAM "
+                   "every program works on the first tokens",
 }
 
 # The debugging puzzle's kernel loops over flat slots one at a time (a vector of slots is fine too).
@@ -155,6 +191,8 @@ DEBUG_HINTS = {
 
 # decode stores its counters once, with no atomic at all.
 DECODE_HINTS = {
+    "tile_offset": "each step of the loop owns its own tile: offs = tile * BLOCK + tl.arange(0, BLOCK); "
+                   "without tile * BLOCK every step works on the first tile again",
     "bins_unmasked": "mask bins >= num_local in the final store: "
                      "tl.store(count_ptr + bins, counts, mask=bins < num_local)",
     "counts_out_of_bounds": "only counters 0 .. num_local - 1 exist: "

@@ -11,28 +11,44 @@ report names the case that was running.
 
 What the child may and may not touch:
 
-* it writes nothing to the notebook: its stdout and stderr go to ``/dev/null`` at the file-descriptor
-  level (Jupyter's own pipes and ZMQ sockets stay untouched), what the kernel prints is counted by
-  :func:`moe_lab.workbook.exercises.sandbox.call`, and it leaves with ``os._exit`` (no atexit handlers,
-  no finalisers of objects it shares with the parent);
+* it writes nothing to the notebook: every file descriptor it inherited (Jupyter's sockets among them)
+  is closed but its end of the pipe, its stdout and stderr go to ``/dev/null``, what the kernel prints
+  is counted by :func:`moe_lab.workbook.exercises.sandbox.call`, and it leaves with ``os._exit`` (no
+  atexit handlers, no finalisers of objects it shares with the parent);
 * it runs torch on one thread (a thread pool does not survive ``fork``), never touches CUDA (the
   interpreter pass runs on CPU tensors; a GPU pass runs afterwards, in the parent), and ignores
   SIGINT: a real Ctrl-C (Jupyter's Stop button signals the whole process group) stops the parent,
   which kills the child and lets the interrupt through;
-* on Linux it dies with the parent (``PR_SET_PDEATHSIG``), and it leads a process group of its own,
-  which the parent kills as a whole when the check ends: a process the learner's code started
-  (``os.fork``, ``subprocess``) goes with it.
+* on Linux it dies with the parent (``PR_SET_PDEATHSIG``) and leads a process group of its own, which
+  the parent kills as a whole when the check ends; before the learner's code runs it confines itself
+  (:mod:`.confine`, Linux on x86-64 and AArch64): it cannot signal the notebook or any other process
+  outside its group, nor trace one, and what it starts cannot leave the group (``setsid``), so a
+  daemon the learner's code starts goes with it;
+* its messages are JSON (read as plain data: a message cannot run code in the parent), checked for
+  their shape, and a result that does not hold is refused (:func:`moe_lab.workbook.exercises.check`
+  also compiles a kernel that passed from its source in a process of its own, :mod:`.gpu_compile`,
+  so a PASS forged from inside the child does not survive for a kernel).
 
 Where ``fork`` is not available (Windows) or not safe with the libraries loaded (macOS), the code runs
 in the calling process under :func:`sandbox.call`'s watchdog instead, which stops an ordinary endless
 loop but not one that swallows the time-out, nor an exit; :data:`ISOLATED` says which.
+
+What deliberately hostile code can still do (the check stops mistakes, not an attacker who runs code
+as you): anything the notebook's user may do to files, the network or the machine's memory and CPU
+while it runs; without the confinement (another OS or CPU, or a kernel that refuses seccomp filters:
+:data:`CONFINED` says whether the last child was confined) also signal the notebook's process and
+leave a process behind; send a forged result for ``block_size``, whose function is plain Python
+(the parent checks that the blocks it reports hold the rule, nothing more); and whatever code run in
+the notebook itself before the check does (it can replace ``check``). A message from the child is
+not authenticated: a key would have to live in the child's memory, which the learner's code can
+read.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
-import pickle
 import select
 import signal
 import struct
@@ -41,6 +57,7 @@ import time
 import warnings
 
 from moe_lab import interp
+from moe_lab.workbook.exercises import confine
 
 ISOLATED = sys.platform.startswith("linux") and hasattr(os, "fork")
 """True where checks run the learner's code in a forked child (Linux)."""
@@ -52,6 +69,11 @@ BEAT_S = 0.2
 """Least interval between two "still running" messages of the child."""
 
 _HEADER = struct.Struct("!I")
+MESSAGE_LIMIT = 1 << 24
+"""Bytes one message may take; a longer one is not the checker's."""
+
+CONFINED: bool | None = None
+"""Whether the last check's child confined itself (:mod:`.confine`); ``None`` before the first check."""
 
 
 class Stopped(Exception):
@@ -65,7 +87,7 @@ class Stopped(Exception):
 
 
 class _Channel:
-    """The child's end of the pipe: length-prefixed pickles."""
+    """The child's end of the pipe: length-prefixed JSON."""
 
     def __init__(self, fd: int):
         self.fd = fd
@@ -81,7 +103,7 @@ class _Channel:
         return out
 
     def send(self, message) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        data = json.dumps(message).encode()
         data = _HEADER.pack(len(data)) + data
         while data:
             data = data[os.write(self.fd, data):]
@@ -133,9 +155,12 @@ def _child(fd: int, fn, args) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles a real interrupt
         _die_with_parent()
         gc.disable()  # no finaliser of an object shared with the parent (a Jupyter socket) runs here
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
+        null = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.closerange(3, fd)  # what it inherited (Jupyter's sockets): out of the learner's reach
+        os.closerange(fd + 1, 1 << 20)
+        confined = confine.confine()  # before any learner code: no signals out of its group, no setsid
         import io
 
         sys.stdout = sys.stderr = io.StringIO()
@@ -143,6 +168,7 @@ def _child(fd: int, fn, args) -> None:
 
         torch.set_num_threads(1)
         CHANNEL = _Channel(fd)
+        CHANNEL.send(("confined", [], confined))
         result = fn(*args)
         CHANNEL.send(("done", CHANNEL.new_lines(), result))
         code = 0
@@ -185,8 +211,29 @@ def _status(pid: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
+_SHAPES = {"beat": (), "confined": (list, bool), "step": (list, int, int, list), "done": (list, object),
+           "raised": (list, str)}
+
+
+def _message(data: bytes):
+    """A message of the child's as a list, or ``None`` when ``data`` is not one (wrong JSON or shape)."""
+    try:
+        message = json.loads(data.decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not (isinstance(message, list) and message and message[0] in _SHAPES):
+        return None
+    shape = _SHAPES[message[0]]
+    if len(message) != 1 + len(shape) or not all(isinstance(v, t) for v, t in zip(message[1:], shape)):
+        return None
+    lines = [m for m in message[1:] if isinstance(m, list)]
+    if not all(isinstance(line, str) for part in lines for line in part):
+        return None
+    return message
+
+
 def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = None):
-    """``fn(*args)`` in a forked child; its result (it must pickle).
+    """``fn(*args)`` in a forked child; its result (plain data: it travels as JSON).
 
     ``on_message(kind, payload)`` gets ``("lines", [...])`` for the report lines the child said and
     ``("progress", (done, total))`` for its steps. Raises :class:`Stopped` when the child takes more
@@ -194,6 +241,7 @@ def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = Non
     ``KeyboardInterrupt`` (a real one) after killing the child; ``RuntimeError`` when the child's own
     code (not the learner's) raised.
     """
+    global CONFINED
     total = CHECK_BUDGET_S if total_s is None else total_s
     notify = on_message or (lambda kind, payload: None)
     read, write = os.pipe()
@@ -234,16 +282,16 @@ def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = Non
             buffer += chunk
             while len(buffer) >= _HEADER.size:
                 (size,) = _HEADER.unpack_from(buffer)
-                if len(buffer) < _HEADER.size + size:
+                if size <= MESSAGE_LIMIT and len(buffer) < _HEADER.size + size:
                     break
-                try:
-                    message = pickle.loads(buffer[_HEADER.size:_HEADER.size + size])
-                except Exception:  # noqa: BLE001 - the learner's code wrote into the pipe
+                data = buffer[_HEADER.size:_HEADER.size + size]
+                message = _message(data) if size <= MESSAGE_LIMIT else None
+                if message is None:  # not a message of the checker's: the learner's code wrote into the pipe
                     _kill(pid)
                     _status(pid)
                     reaped = True
                     raise Stopped("exit", header, "it wrote into the checker's own pipe, so the check "
-                                                  "stopped it") from None
+                                                  "stopped it")
                 buffer = buffer[_HEADER.size + size:]
                 deadline = time.monotonic() + budget_s
                 kind = message[0]
@@ -251,7 +299,9 @@ def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = Non
                     continue
                 if message[1]:
                     notify("lines", message[1])
-                if kind == "step":
+                if kind == "confined":
+                    CONFINED = message[2]
+                elif kind == "step":
                     header = message[4]
                     notify("progress", (message[2], message[3]))
                 elif kind == "done":
@@ -269,4 +319,5 @@ def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = Non
             _status(pid)
 
 
-__all__ = ["ISOLATED", "CHECK_BUDGET_S", "Stopped", "in_child", "attach", "step", "beat", "run"]
+__all__ = ["ISOLATED", "CHECK_BUDGET_S", "MESSAGE_LIMIT", "CONFINED", "Stopped", "in_child", "attach", "step",
+           "beat", "run"]

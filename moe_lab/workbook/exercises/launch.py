@@ -38,6 +38,7 @@ class Run:
     want_adjusted: torch.Tensor | None = None
     want_counts: torch.Tensor | None = None
     padded_slots: int = 0
+    per_program: int = 0  # slots one program (decode: one step of its loop) owns
     num_bins: int = 0
     programs: int = 1
     checked: bool = False  # ran under the address check
@@ -56,8 +57,8 @@ def layout(ex: Exercise, num_tokens: int, topk: int, num_local: int, block: int 
     """``(grid, scalar args after the pointers, constexprs, num_bins)`` as the checker launches ``ex``."""
     num_total = num_tokens * topk
     bins = triton.next_power_of_2(num_local)
-    if ex.name == "naive":
-        return (triton.cdiv(num_tokens, 4),), (num_tokens, topk), {"TOKENS_PER_PROGRAM": 4}, 0
+    if ex.name == "naive":  # block: TOKENS_PER_PROGRAM
+        return (triton.cdiv(num_tokens, block),), (num_tokens, topk), {"TOKENS_PER_PROGRAM": block}, 0
     if ex.name == "decode":
         return (1,), (num_total,), {"BLOCK": block, "NUM_BINS": bins}, bins
     if ex.name in ("block_histogram", "ticket"):
@@ -68,6 +69,8 @@ def layout(ex: Exercise, num_tokens: int, topk: int, num_local: int, block: int 
 def label(ex: Exercise, block: int | None, order_kind: str | None) -> str:
     """What the report says about a run besides its case: the block, and (ticket) the program order."""
     parts = [f"BLOCK={block}"] if ex.name in ("block_histogram", "decode", "ticket") else []
+    if ex.name == "naive" and block:
+        parts = [f"TOKENS_PER_PROGRAM={block}"]
     if ex.name == "ticket" and order_kind:
         parts.append(cases.describe_order(order_kind))
     return "; ".join(parts)
@@ -100,6 +103,7 @@ def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, bl
         pointers.append(scratch_view)
         buffers.append(Buffer("scratch", scratch_view, True))
     run.padded_slots = 0 if ex.name == "naive" else max(0, grid[0] * block - num_total)
+    run.per_program = block * topk if ex.name == "naive" else block
     args = (*pointers, *scalars, start, num_local)
     if ex.name == "naive":
         args = (*pointers, num_tokens, topk, start, num_local)
@@ -107,7 +111,8 @@ def launch(ex: Exercise, kernel, case: verify.Case, device, *, checked: bool, bl
     # on a GPU any program may run first or last, and another program's add may land between a read
     # and a compare-and-swap: the address check makes both happen here
     order = cases.order(order_kind, grid[0], seed) if order_kind else None
-    watch = AddressCheck(buffers, order, interfere=ex.name in ZEROED_COUNTS)
+    contention = cases.contention(seed, grid[0]) if ex.name in ZEROED_COUNTS else 0
+    watch = AddressCheck(buffers, order, interfere=contention)
     output = sandbox.Output()
     try:
         with watch.installed() if checked else contextlib.nullcontext():
@@ -160,10 +165,12 @@ def usage_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
     if not run.checked:
         return out
     accumulate = ex.name in ZEROED_COUNTS
-    # a compare-and-swap can be right (a retry loop: the interference in the address check tests it);
-    # an exchange, or a load followed by a plain store, loses every update that lands in between
-    other_ops = sorted(u.counts_atomic_ops - ({"add", "cas"} if accumulate else {"add"}))
-    if (u.counts_loaded and (u.counts_stored_by or not accumulate)) or other_ops:
+    # accumulating, a compare-and-swap can be right (a retry loop: the interference in the address check
+    # tests it); an exchange, or a load followed by a plain store, loses every update that lands in
+    # between. Writing final counts (decode, ticket), an exchange is a store that happens to be atomic.
+    other_ops = sorted(u.counts_atomic_ops - ({"add", "cas"} if accumulate else {"add", "xchg"}))
+    stored = u.counts_stored_by | (set() if accumulate else u.counts_swapped_by)
+    if (u.counts_loaded and (stored or not accumulate)) or other_ops:
         how = " and ".join(filter(None, ["tl.load" if u.counts_loaded else "",
                                          "tl.store" if u.counts_stored_by else "",
                                          ", ".join(f"atomic_{op}" for op in other_ops)]))
@@ -187,8 +194,8 @@ def usage_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
         if u.counts_zero_adds:
             out.append(("zero_adds", "the atomic added a count of 0 to a counter"))
     if ex.name == "ticket":
-        if u.counts_stored_by and u.counts_stored_by != {u.last_program}:
-            who = ", ".join(map(str, sorted(u.counts_stored_by)))
+        if stored and stored != {u.last_program}:
+            who = ", ".join(map(str, sorted(stored)))
             out.append(("counts_not_by_last", f"program(s) {who} stored expert_count; the last to "
                                               f"finish was program {u.last_program}"))
         if u.ticket_sems - {"acq_rel"}:
@@ -196,6 +203,8 @@ def usage_problems(ex: Exercise, run: Run) -> list[tuple[str, str]]:
                                            f"sem={', '.join(sorted(u.ticket_sems))}"))
         if u.scratch_loaded:
             out.append(("ticket_ordering", "the scratch was read with tl.load"))
+        for program, what in u.ticket_order[:1]:
+            out.append(("ticket_order", f"program {program} {what}"))
     return out
 
 

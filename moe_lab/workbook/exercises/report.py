@@ -121,14 +121,20 @@ class Progress:
             self.handle = display({"text/plain": ""}, raw=True, display_id=True)
 
     def update(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if self.handle is None or self.quiet or now - self.began < PROGRESS_DELAY_S or \
-                (self.shown and now - self.shown_at < 0.25):  # a few updates a second at most
+        self.status(f"{done} of {total} runs")
+
+    def status(self, what: str, *, now: bool = False) -> None:
+        """Show ``check('name') running: <what>`` (``now``: even before the delay, e.g. a step that is
+        about to take seconds)."""
+        at = time.monotonic()
+        if self.handle is None or self.quiet:
             return
-        text = f"check({self.name!r}) running: {done} of {total} runs"
+        if not now and (at - self.began < PROGRESS_DELAY_S or (self.shown and at - self.shown_at < 0.25)):
+            return  # not yet, or a few updates a second at most
+        text = f"check({self.name!r}) running: {what}"
         self.handle.update({"text/plain": text, "text/html": f'<span style="color:#666">{html.escape(text)}'
                                                              f"</span>"}, raw=True)
-        self.shown, self.shown_at = True, now
+        self.shown, self.shown_at = True, at
 
     def close(self) -> None:
         if self.handle is not None and self.shown:
@@ -156,12 +162,15 @@ def failure_header(ex: Exercise, run: Run, title: str, kernel_where: str) -> lis
     return [f"  FAIL  {title}"] + case_lines(run, kernel_where)
 
 
-def report_failure(ex: Exercise, run: Run, kernel_where: str, hint_level: int = 0) -> None:
+def report_failure(ex: Exercise, run: Run, kernel_where: str, hint_level: int = 0, first=()) -> None:
+    """The report of a failed run: its case, what came out, what was found and the hints. ``first``:
+    ``(symptom, what was seen)`` found outside the run itself, which explains the run better than what
+    the run shows (said instead)."""
     for line in case_lines(run, kernel_where):
         say(line)
     case = run.case
     ids = case.topk_ids.cpu()
-    problems = diagnose(ex, run)
+    problems = list(first) or diagnose(ex, run)
     if run.error is None:
         got, want = run.adjusted, run.want_adjusted
         if not torch.equal(got, want):

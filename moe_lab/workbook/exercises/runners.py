@@ -42,36 +42,43 @@ class Outcome:
     blocks: dict = field(default_factory=dict)
 
 
-def _blocks(ex: Exercise, case: verify.Case, blocks: dict) -> list:
-    from moe_lab.stages import tl_full
+def _blocks(ex: Exercise, case: verify.Case, blocks: dict, turn: int) -> list:
+    """The launches of one case: its BLOCKs (naive: its TOKENS_PER_PROGRAM); ``turn``: the case's place
+    in the plan, so that the launches that vary go round the cases in turn."""
+    from moe_lab.stages import decode, naive, one_launch, tl_full
 
-    if ex.name == "naive":
-        return [None]
+    varied = cases.LAUNCHES.get(ex.name)
+    if varied:
+        choice = varied[turn % len(varied)]
+        if choice is None:  # the library's own launch for this input
+            own = {"naive": lambda n: naive.TOKENS_PER_PROGRAM, "decode": decode.tile_size,
+                   "ticket": one_launch.tile_size}[ex.name]
+            choice = own(case.topk_ids.numel())
+        return [choice]
     if ex.name == "block_size":
         return [blocks[case.topk]]
-    if ex.name in ("masked_block", "debug", "relaxed"):
-        return [tl_full.block_size(case.topk)]
     if ex.name == "block_histogram":
         return [256, 64]
-    return [64]  # decode, ticket
+    return [tl_full.block_size(case.topk)]  # masked_block, debug, relaxed
 
 
 def plan(ex: Exercise, blocks: dict | None = None) -> list[tuple[str, list[tuple]]]:
     """``[(group title, [(case, block, order, seed), ...]), ...]``: every run of the check, in order.
 
     The ticket runs each case in every order of :data:`cases.ORDERS`; the others take the orders in
-    turn, one per run.
+    turn, one per run. ``block`` is the run's BLOCK (naive: its TOKENS_PER_PROGRAM).
     """
     groups = cases.grouped_cases(ex.name, cases.SCALAR_TOKENS.get(ex.name))
-    out, turn = [], 0
+    out, turn, index = [], 0, 0
     for title, members in groups:
         runs = []
         for case in members:
-            for block in _blocks(ex, case, blocks or {}):
+            for block in _blocks(ex, case, blocks or {}, index):
                 several = ex.name == "ticket" and case.topk_ids.numel() > block  # more than one program
                 for kind in (ORDERS if several else (ORDERS[turn % len(ORDERS)],)):
                     runs.append((case, block, kind, turn))
                     turn += 1
+            index += 1
         out.append((title, runs))
     return out
 
@@ -88,7 +95,8 @@ def run_groups(ex: Exercise, kernel, hint_level: int = 0, blocks: dict | None = 
                          order_kind=kind, seed=seed)
             if not passed(ex, run):
                 say(f"  FAIL  {title}")
-                report_failure(ex, run, "", hint_level)
+                first = _one_launch_only(ex, interpreted, run, kind, seed)
+                report_failure(ex, run, "", hint_level, first=first)
                 return Outcome(False, done)
             if late is None and late_problems(ex, run):
                 late = (title, run)
@@ -100,6 +108,23 @@ def run_groups(ex: Exercise, kernel, hint_level: int = 0, blocks: dict | None = 
         report_failure(ex, late[1], "", hint_level)
         return Outcome(False, done)
     return Outcome(True, total, dict(blocks or {}))
+
+
+def _one_launch_only(ex: Exercise, kernel, run: Run, kind: str, seed: int) -> list[tuple[str, str]]:
+    """``[("launch_fixed", what was seen)]`` when a run failed at a launch other than the exercise's first
+    of :data:`cases.LAUNCHES` and the same case passes with that one: a number where the constexpr
+    belongs. ``[]`` otherwise."""
+    varied = cases.LAUNCHES.get(ex.name)
+    block = run.per_program // run.case.topk if ex.name == "naive" else run.per_program
+    if not varied or block == varied[0] or run.error is not None:
+        return []
+    again = launch(ex, kernel, run.case, torch.device("cpu"), checked=True, block=varied[0], order_kind=kind,
+                   seed=seed)
+    if not passed(ex, again):
+        return []
+    what = "TOKENS_PER_PROGRAM" if ex.name == "naive" else "BLOCK"
+    return [("launch_fixed", f"the same case passes with {what}={varied[0]} but not with {what}={block}: the "
+                             f"kernel holds for one launch only")]
 
 
 def check_on_gpu(ex: Exercise, kernel, hint_level: int = 0, blocks: dict | None = None) -> bool:
@@ -126,14 +151,20 @@ def check_on_gpu(ex: Exercise, kernel, hint_level: int = 0, blocks: dict | None 
 
 
 def _intro(ex: Exercise) -> str:
+    from moe_lab.stages import naive
+
+    tile = "the library's tile for the size"
+    own = {"naive": f"{naive.TOKENS_PER_PROGRAM} (the library's)", "decode": tile, "ticket": tile}
+    varied = {name: ", ".join(own[name] if v is None else str(v) for v in values)
+              for name, values in cases.LAUNCHES.items()}
     what = {"naive": f"adversarial cases (first {NAIVE_TOKENS} tokens each), large sizes and tails, poisoned "
-                     f"outputs, TOKENS_PER_PROGRAM=4",
+                     f"outputs, TOKENS_PER_PROGRAM = {varied['naive']} in turn",
             "block_histogram": "adversarial cases, large sizes and tails, poisoned outputs, BLOCK=256 and "
                                "BLOCK=64, NUM_BINS = next_power_of_2(num_local)",
-            "decode": "adversarial cases, large sizes and tails, poisoned outputs and counters, one "
-                      "program, BLOCK=64, NUM_BINS = next_power_of_2(num_local)",
-            "ticket": "adversarial cases, large sizes and tails, poisoned outputs and counters, zeroed "
-                      "scratch, BLOCK=64, every case in three program orders"}
+            "decode": f"adversarial cases, large sizes and tails, poisoned outputs and counters, one "
+                      f"program, BLOCK = {varied['decode']} in turn, NUM_BINS = next_power_of_2(num_local)",
+            "ticket": f"adversarial cases, large sizes and tails, poisoned outputs and counters, zeroed "
+                      f"scratch, BLOCK = {varied['ticket']} in turn, every case in three program orders"}
     if ex.name == "debug":
         return (f"debug: adversarial cases (first {cases.SCALAR_TOKENS['debug']} tokens each), large sizes "
                 f"and tails, poisoned outputs, BLOCK = tl_full.block_size(topk)")
@@ -150,23 +181,11 @@ def check_kernel(ex: Exercise, kernel, hint_level: int = 0) -> Outcome:
         return run_groups(ex, kernel, hint_level)
     say("  note: the interpreter runs programs one after another, so no race can show here; the checker")
     say("  runs them in several orders (the last to finish is not always the highest id, nor program 0),")
-    say("  and checks the memory order and scope a GPU needs (tl.debug_barrier() before an acq_rel,")
-    say("  GPU-scoped ticket, totals read with an atomic). On a GPU, without them a program can take the")
-    say("  last ticket before another program's adds are visible, and the counts come out short.")
-    if not _has_barrier(kernel):
-        say("  FAIL  ordering")
-        say("    found: no tl.debug_barrier() in the kernel: one thread of a program can take its "
-            "ticket while")
-        say("    its sibling threads are still adding their part of the histogram")
-        say(f"  hint: {ex.hint('ticket_ordering')}")
-        return Outcome(False)
+    say("  follows each program's steps (every add into the scratch, then tl.debug_barrier(), then the")
+    say("  ticket) and checks the memory order and scope a GPU needs (an acq_rel, GPU-scoped ticket, totals")
+    say("  read with an atomic). On a GPU, without them a program can take the last ticket before another")
+    say("  program's adds are visible, and the counts come out short.")
     return run_groups(ex, kernel, hint_level)
-
-
-def _has_barrier(kernel) -> bool:
-    from moe_lab.workbook.exercises.source import source
-
-    return "debug_barrier" in (source(kernel) or "")
 
 
 def _ticket_on_gpu(ex: Exercise, kernel) -> bool:
@@ -271,13 +290,23 @@ def check_block_size(ex: Exercise, fn, hint_level: int = 0) -> Outcome:
         return Outcome(False)
     for topk in topks:
         rule = min(256, 1024 // topk)
-        if not rule / 2 < blocks[topk] < 2 * rule:
+        if block_problem(topk, blocks[topk]):
             say(f"  FAIL  block_size({topk}) returned {blocks[topk]}; the rule min(256, 1024 // {topk}) "
                 f"gives {rule}, so the block must lie in ({rule / 2:g}, {2 * rule})")
             say(f"  hint: {ex.hint('block_not_near')}")
             return Outcome(False)
     say(f"  ok    the launch rule for topk 1..16 (topk 6 -> {blocks[6]}, topk 8 -> {blocks[8]})")
     return run_groups(ex, tl_full.tl_full_kernel, hint_level, blocks)
+
+
+def block_problem(topk: int, block: int) -> str:
+    """The block_size spec for one topk: "" when ``block`` keeps it, else the symptom it breaks."""
+    rule = min(256, 1024 // topk)
+    if not 1 <= block <= 256:
+        return "block_out_of_range"
+    if block & (block - 1):
+        return "block_not_power_of_two"
+    return "" if rule / 2 < block < 2 * rule else "block_not_near"
 
 
 def _refuse_library(ex: Exercise, used: list[str]) -> Outcome:
@@ -307,4 +336,4 @@ def _triton_on_block(block: int) -> str:
 
 
 __all__ = ["CASE_GROUPS", "SKIPPED_CASES", "NAIVE_TOKENS", "BLOCK_SIZE_TOPKS", "Outcome", "plan",
-           "run_groups", "check_on_gpu", "check_kernel", "check_block_size"]
+           "run_groups", "check_on_gpu", "check_kernel", "check_block_size", "block_problem"]

@@ -27,7 +27,7 @@ def source(obj) -> str | None:
         return None
 
 
-def _function_node(src: str):
+def function_node(src: str):
     try:
         tree = ast.parse(textwrap.dedent(src))
     except SyntaxError:
@@ -45,7 +45,7 @@ def is_stub(obj) -> bool:
     src = source(obj)
     if src is None or MARKER not in src:
         return False
-    fn = _function_node(src)
+    fn = function_node(src)
     if fn is None:
         return True
     for stmt in fn.body:
@@ -111,7 +111,7 @@ def signature_problem(ex: Exercise, kernel) -> str:
     return "; ".join(parts)
 
 
-def _scope(fn) -> dict:
+def scope_of(fn) -> dict:
     """The names a function's body sees from outside: its globals and its closure."""
     scope = dict(getattr(fn, "__globals__", {}))
     closure = getattr(fn, "__closure__", None) or ()
@@ -124,7 +124,7 @@ def _scope(fn) -> dict:
     return scope
 
 
-def _locals(node) -> set[str]:
+def local_names(node) -> set[str]:
     """Names a function binds itself: its parameters and every name it assigns."""
     names = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
     return names | {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
@@ -175,10 +175,10 @@ def python_helpers(kernel, _seen=None) -> list[str]:
         return []
     seen.add(fn)
     src = source(kernel)
-    node = _function_node(src) if src else None
+    node = function_node(src) if src else None
     if node is None:
         return []
-    scope, local = _scope(fn), _locals(node)
+    scope, local = scope_of(fn), local_names(node)
     found = []
     for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
         target = _resolve(call.func, scope, local)
@@ -203,11 +203,35 @@ def python_helpers(kernel, _seen=None) -> list[str]:
     return sorted(set(found))
 
 
+def calls_itself(kernel) -> list[str]:
+    """The names along a cycle of @triton.jit calls that starts at ``kernel`` (``[]`` when there is none):
+    ``["k", "k"]`` for a kernel that calls itself, ``["k", "helper", "k"]`` through a helper."""
+
+    def walk(k, path):
+        fn = getattr(k, "fn", k)
+        name = getattr(fn, "__name__", "?")
+        if any(f is fn for f, _ in path):
+            return [n for _, n in path] + [name]
+        node = function_node(source(k) or "")
+        if node is None:
+            return []
+        scope, local = scope_of(fn), local_names(node)
+        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+            target = _resolve(call.func, scope, local)
+            if target is not None and target is not _MISSING and interp.is_kernel(target):
+                cycle = walk(target, path + [(fn, name)])
+                if cycle:
+                    return cycle
+        return []
+
+    return walk(kernel, [])
+
+
 def library_calls(fn) -> list[str]:
     """What of moe_lab a plain function (``block_size``) uses: imports from it, and names or attribute
     chains that resolve to its objects ("" when none)."""
     src = source(fn)
-    node = _function_node(src) if src else None
+    node = function_node(src) if src else None
     if node is None:
         return []
     found = []
@@ -216,7 +240,7 @@ def library_calls(fn) -> list[str]:
             found.append(f"from {sub.module} import {', '.join(a.name for a in sub.names)}")
         elif isinstance(sub, ast.Import):
             found += [f"import {a.name}" for a in sub.names if a.name.split(".")[0] == "moe_lab"]
-    scope, local = _scope(fn), _locals(node)
+    scope, local = scope_of(fn), local_names(node)
     for sub in ast.walk(node):
         if isinstance(sub, (ast.Name, ast.Attribute)) and isinstance(getattr(sub, "ctx", None), ast.Load):
             target = _resolve(sub, scope, local)
@@ -237,5 +261,5 @@ def host_help(kernel) -> str:
     return ""
 
 
-__all__ = ["source", "is_stub", "not_a_kernel", "parameters", "signature_problem", "python_helpers",
-           "library_calls", "host_help"]
+__all__ = ["source", "function_node", "scope_of", "local_names", "is_stub", "not_a_kernel", "parameters",
+           "signature_problem", "python_helpers", "calls_itself", "library_calls", "host_help"]

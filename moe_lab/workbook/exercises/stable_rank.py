@@ -36,6 +36,8 @@ SYMPTOMS = {
     "counts_self": "every rank is one too high: the inclusive prefix counts the slot itself; subtract 1",
     "not_local": "slots with adjusted == -1 need rank -1 (they get no row)",
     "across_tiles": "ranks restart at 0 in every tile: count only the slots of the program's own tile",
+    "fixed_bins": "the experts from one number up came out wrong: give every expert a column, bins = "
+                  "tl.arange(0, NUM_BINS) (NUM_BINS = next_power_of_2(num_local)), never a fixed number",
     "rank": "a rank differs: compare only slots of the same expert, and only earlier ones (a prefix sum)",
     "tile_count": "tile_count[p, e] is the number of the tile's slots of expert e; store all NUM_BINS "
                   "entries (zeros too) at tile_count_ptr + pid * NUM_BINS + bins",
@@ -99,6 +101,7 @@ def cases():
         ("every slot on one expert", torch.full((70,), 3, dtype=torch.int32), 4),
         ("all -1", torch.full((40,), -1, dtype=torch.int32), 8),
         ("num_local not a power of two", ids(90, -1, 20), 20),
+        ("64 local experts", ids(300, -1, 64), 64),
         ("one slot", torch.tensor([0], dtype=torch.int32), 1),
         (f"{size.slots} slots, many tiles", ids(size.slots, -1, 8), 8),
     ]
@@ -150,6 +153,10 @@ def _symptom(got, want, adjusted, block) -> str:
         return "counts_self"
     if adjusted.numel() > block and torch.equal(got[local][:block], want[local][:block]):
         return "across_tiles"
+    wrong = (got != want) & local
+    low = int(adjusted[wrong].min())
+    if low > 0 and bool(wrong[local & (adjusted >= low)].all()):  # right below one expert, wrong from it up
+        return "fixed_bins"
     return "rank"
 
 
