@@ -2,6 +2,14 @@
 
 Each message names the argument, says what was given and what is expected, and how to fix it.
 No check reads tensor *values*, so none of them syncs with the GPU (``best`` stays graph-safe).
+
+A tensor's memory must hold its values as they are (:func:`check_memory`): the kernels read and write
+raw memory, so a tensor with its negation bit set (a lazy view: its memory holds the values negated)
+or one whose storage was freed under it (``untyped_storage().resize_(0)``, as FSDP frees a parameter:
+its data pointer is 0) is refused, for inputs and for the output buffers a caller passes. Both cost two
+attribute reads per call. A storage shrunk to a smaller non-zero size under its tensor is not detected
+(that needs the storage's size, read through a new storage object on every call); torch itself refuses
+to make a view past its storage.
 """
 
 from __future__ import annotations
@@ -14,6 +22,10 @@ from moe_lab import backend
 
 INT32_MAX = 2**31 - 1
 ID_DTYPES = (torch.int32, torch.int64)
+MAX_LOCAL = 2**24
+"""Most local experts one call takes (``num_local``): 16,777,216, 65,536 times DeepSeek-V3's 256 routed
+experts and past any model's expert count; their counts take 64 MiB. A larger value is a mistake (a
+global id or a size passed by accident), refused before anything is allocated."""
 
 
 def as_int(name: str, value) -> int:
@@ -57,13 +69,15 @@ def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: boo
     if not topk_ids.is_contiguous():
         raise ValueError(f"topk_ids must be contiguous (row-major), got strides {tuple(topk_ids.stride())} "
                          f"for shape {tuple(topk_ids.shape)}; pass topk_ids.contiguous()")
-    if topk_ids.numel() > INT32_MAX:
-        raise ValueError(f"topk_ids has {topk_ids.numel()} slots, more than the 2**31 - 1 that 32-bit "
+    slots = topk_ids.numel()
+    if slots > INT32_MAX:
+        raise ValueError(f"topk_ids has {slots} slots, more than the 2**31 - 1 that 32-bit "
                          f"indexing allows; split the batch")
-    if topk_ids.is_meta:
-        raise ValueError(f"topk_ids is a meta tensor (shape {tuple(topk_ids.shape)}, no data): there are no "
-                         f"ids to recombine; pass a tensor with data on the GPU (or the CPU for stage "
-                         f"'torch')")
+    if slots:  # the ids are in its memory as they are (data pointer 0: freed storage or a meta tensor)
+        if not topk_ids.data_ptr() or topk_ids.is_neg():
+            check_memory("topk_ids", topk_ids)
+    elif topk_ids.is_meta:
+        check_memory("topk_ids", topk_ids)
     if type(start) is not int:  # noqa: E721  (exactly int: the common call skips the conversion)
         start = as_int(start_name, start)
     if type(num_local) is not int:  # noqa: E721
@@ -74,12 +88,35 @@ def check_args(topk_ids, start, num_local, *, stage: str = "", needs_triton: boo
     if num_local <= 0:
         raise ValueError(f"{local_name} must be > 0, got {num_local}; it is how many experts this "
                          f"rank owns (num_experts // ep_size)")
+    if num_local > MAX_LOCAL:
+        raise ValueError(f"{local_name}={num_local} is more than the {MAX_LOCAL} (2**24) local experts a "
+                         f"call takes; it is how many experts this rank owns (num_experts // ep_size), "
+                         f"far fewer in any model: pass that count, not a global id or a size")
     if start + num_local > INT32_MAX:
         raise ValueError(f"{start_name} + {local_name} = {start + num_local} is past the "
                          f"int32 range (max {INT32_MAX}); expert ids must fit in int32")
     if needs_triton and not (topk_ids.is_cpu if backend.INTERPRETER else topk_ids.is_cuda):  # wrong device
         _check_device(topk_ids, f" (stage {stage!r})" if stage else "")
     return start, num_local
+
+
+def check_memory(name: str, t: torch.Tensor) -> None:
+    """Refuse a tensor whose memory does not hold its values as a kernel reads them (see the module text)."""
+    if t.is_meta:
+        what = ("there are no ids to recombine; pass a tensor with data on the GPU (or the CPU for stage "
+                "'torch')") if name == "topk_ids" else "pass a tensor with data"
+        raise ValueError(f"{name} is a meta tensor (shape {tuple(t.shape)}, no data): {what}")
+    if not t.numel():  # no elements: nothing to misread
+        return
+    if t.is_neg():
+        raise ValueError(f"{name} has its negation bit set (a lazy negated view, as torch._neg_view makes): "
+                         f"its memory holds the values negated, which a kernel would read as they lie; pass "
+                         f"{name}.resolve_neg()")
+    if not t.data_ptr():
+        raise ValueError(f"{name} has no memory behind its {t.numel()} elements (its data pointer is 0: "
+                         f"its storage was freed with untyped_storage().resize_(0), or it is a zero tensor "
+                         f"without memory); a kernel would read or write address 0. Pass a tensor whose "
+                         f"storage holds its values")
 
 
 def _check_device(topk_ids: torch.Tensor, where: str) -> None:
@@ -101,6 +138,7 @@ def check_outputs(topk_ids: torch.Tensor, num_local: int, adjusted, expert_count
                 or adjusted.device != topk_ids.device or not adjusted.is_contiguous()):
             raise ValueError(f"adjusted_out must be a contiguous {topk_ids.dtype} tensor of shape "
                              f"{tuple(topk_ids.shape)} on {topk_ids.device}, got {_describe(adjusted)}")
+        check_memory("adjusted_out", adjusted)
     if expert_count is not None:
         if not isinstance(expert_count, torch.Tensor):
             raise TypeError(f"expert_count_out must be a torch.Tensor, got {type(expert_count).__name__}")
@@ -108,6 +146,7 @@ def check_outputs(topk_ids: torch.Tensor, num_local: int, adjusted, expert_count
                 or expert_count.device != topk_ids.device or not expert_count.is_contiguous()):
             raise ValueError(f"expert_count_out must be a contiguous torch.int32 tensor of shape "
                              f"({num_local},) on {topk_ids.device}, got {_describe(expert_count)}")
+        check_memory("expert_count_out", expert_count)
     named = [("topk_ids", topk_ids), ("adjusted_out", adjusted), ("expert_count_out", expert_count)]
     named = [(name, t) for name, t in named if t is not None]
     for i, (name_a, a) in enumerate(named):

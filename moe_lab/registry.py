@@ -88,9 +88,13 @@ def unregister(name: str) -> None:
 
 
 def stage(name: str) -> Stage:
+    """The stage called ``name`` (a str); TypeError for anything else, ValueError for an unknown name."""
     try:
         return STAGES[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name (a list)
+        if not isinstance(name, str):
+            raise TypeError(f"stage must be a stage name (a str), got {type(name).__name__} ({name!r}); "
+                            f"choose one of: {', '.join(STAGES)}") from None
         raise ValueError(f"unknown stage {name!r}; choose one of: {', '.join(STAGES)}") from None
 
 

@@ -11,9 +11,13 @@ kept binaries with every pointer passed as its address.
 
 Why it stays safe:
 
-* only plain arguments are cached: exact ``torch.Tensor`` objects (no subclass), ints, a str and a bool
-  (``1`` and ``True`` hash alike, so a bool is required); a call with anything else is checked in full,
-  and so is a call whose ``start`` is not a plain int in range: every bad argument meets the same check;
+* only plain arguments are cached: exact ``torch.Tensor`` objects (no subclass) without the negation bit,
+  ints, a str and a bool (``1`` and ``True`` hash alike, so a bool is required); a call with anything
+  else is checked in full, and so is a call whose ``start`` is not a plain int in range: every bad
+  argument meets the same check;
+* the one property of a tensor that can change under the same metadata, the memory behind it (a storage
+  freed with ``untyped_storage().resize_(0)``: its data pointer is 0), is checked on every call
+  (:meth:`CallPlan.run`);
 * a plan holds numbers, :class:`~moe_lab.launcher.Launcher` objects and compiled binaries, never a tensor
   or an address: every call allocates its own outputs and reads only its own arguments;
 * a binary is kept per *argument class*: the current device, whether each pointer (the inputs and the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from moe_lab import backend, launcher
+from moe_lab.checks import check_memory
 from moe_lab.dispatch import blocks, inputs, launch
 from moe_lab.dispatch.kernels import FROM_IDS
 
@@ -47,7 +52,8 @@ def key(topk_ids, num_local, x, scales, align, padding, graph_safe):
     arguments the cache does not take (those calls are checked in full every time)."""
     T = torch.Tensor
     if (type(topk_ids) is not T or type(x) is not T or type(scales) is not T or type(num_local) is not int
-            or type(align) is not int or type(padding) is not str or type(graph_safe) is not bool):
+            or type(align) is not int or type(padding) is not str or type(graph_safe) is not bool
+            or topk_ids.is_neg() or x.is_neg() or scales.is_neg()):  # the full check refuses a negation bit
         return None
     try:
         return (topk_ids.shape, topk_ids.stride(), topk_ids.dtype, topk_ids.device, x.shape, x.stride(),
@@ -220,6 +226,9 @@ class CallPlan:
         """One call on checked arguments: ``(adjusted, counts, offsets, index, m_indices, rows, scales,
         num_rows)``. ``poison``: a byte every fresh buffer is filled with first (a test hook), or None."""
         ids_p, x_p, sc_p = ids.data_ptr(), x.data_ptr(), scales.data_ptr()
+        if not (ids_p and x_p and sc_p):  # a storage freed between calls of one shape (or an empty tensor)
+            for name, t in (("topk_ids", ids), ("x", x), ("scales", scales)):
+                check_memory(name, t)  # raises for the freed one; an empty tensor (address 0) passes
         if launcher.direct():  # compiled kernels and no launch hook: kept binaries may be called
             dev = launcher.current_device()
             stream = launcher.current_stream(dev)

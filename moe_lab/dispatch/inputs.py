@@ -11,10 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moe_lab.checks import INT32_MAX, as_int, check_args
+from moe_lab.checks import INT32_MAX, as_int, check_args, check_memory
 
 GROUP = 128
 """Columns of ``x`` that share one scale (DeepSeek-V3's 1x128 fp8 quantisation groups)."""
+
+MAX_BINS = 1024
+"""Most local experts the dispatch layout takes: its register histograms hold this many bins."""
 
 PADDING = ("expert", "skip")
 """How ``m_indices`` marks padding rows: the expert's own id, or ``-1`` (a grouped GEMM skips them)."""
@@ -39,6 +42,10 @@ def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton
                         f"({type(graph_safe).__name__}); True: no host read, worst-case sizes (CUDA "
                         f"graphs); False: exact sizes")
     start, num_local = check_args(topk_ids, start, num_local, stage="dispatch", needs_triton=needs_triton)
+    if needs_triton and num_local > MAX_BINS:  # the kernels' limit (the reference has none)
+        raise ValueError(f"num_local={num_local} is more than the {MAX_BINS} local experts the dispatch "
+                         f"layout keeps in register histograms; split this rank's experts into groups of at "
+                         f"most {MAX_BINS}, one call per group (start advanced by the group size)")
     num_tokens = topk_ids.shape[0]
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [num_tokens, hidden] of torch.float8_e4m3fn, got "
@@ -58,6 +65,7 @@ def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton
                          f"pass x.contiguous()")
     if x.device != topk_ids.device:
         raise ValueError(f"x is on {x.device} but topk_ids is on {topk_ids.device}; put both on one device")
+    check_memory("x", x)
     if not isinstance(scales, torch.Tensor):
         raise TypeError(f"scales must be a torch.Tensor, got {type(scales).__name__}")
     groups = hidden // GROUP
@@ -77,6 +85,7 @@ def check(topk_ids, start, num_local, x, scales, align, padding, *, needs_triton
     if scales.device != topk_ids.device:
         raise ValueError(f"scales is on {scales.device} but topk_ids is on {topk_ids.device}; put both on "
                          f"one device")
+    check_memory("scales", scales)
     align = as_int("align", align)
     if align <= 0 or align & (align - 1):
         raise ValueError(f"align must be a power of two >= 1 (rows per expert block of the grouped GEMM), "

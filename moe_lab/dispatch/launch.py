@@ -29,12 +29,10 @@ from dataclasses import dataclass
 import triton
 
 from moe_lab.dispatch import kernels
-from moe_lab.dispatch.inputs import max_rows
+from moe_lab.dispatch.inputs import MAX_BINS, max_rows
 from moe_lab.dispatch.kernels import FROM_IDS, FROM_TABLE
 from moe_lab.launcher import Launcher
 
-MAX_BINS = 1024
-"""Most local experts the register histograms hold."""
 ONE_HOT = 4096
 """Most elements of a tile's one-hot ``[slots, bins]`` ranking tile: bounds ``tile_tokens``."""
 SINGLE_SLOTS = 1024
@@ -89,8 +87,8 @@ def _pow2_floor(n: int) -> int:
 def bins_for(num_local: int) -> int:
     bins = triton.next_power_of_2(num_local)
     if bins > MAX_BINS:
-        raise ValueError(f"num_local_experts={num_local} is more than the {MAX_BINS} local experts the "
-                         f"dispatch layout keeps in register histograms; split the experts into groups")
+        raise ValueError(f"num_local={num_local} is more than the {MAX_BINS} local experts the dispatch "
+                         f"layout keeps in register histograms; split the experts into groups")
     return bins
 
 

@@ -172,5 +172,10 @@ def make_config(world_size, preset, batches, distributions, backend_name, stage,
         raise ValueError(f"kernel_mode={kernel_mode!r} must be one of {KERNEL_MODES}")
     repeats = as_int("repeats", repeats, 1)
     jobs = tuple(Job(t, d) for t in tokens for d in distributions)
+    twice = [job for i, job in enumerate(jobs) if job in jobs[:i]]
+    if twice:  # its rows would be recorded twice
+        raise ValueError(f"batches and distributions give batch {list(twice[0].tokens)} with distribution "
+                         f"{twice[0].distribution!r} twice; list each batch and distribution once "
+                         f"(repeats=N runs the whole sweep N times)")
     return Config(world_size, backend_name, preset, stage, seed, jobs, fail_rank, fail_mode, timeout_s,
                   startup_timeout_s, measure, stages, kernel_mode, repeats)

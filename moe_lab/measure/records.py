@@ -14,8 +14,12 @@ Each row carries where it was measured (:data:`PROVENANCE`: card, driver, CUDA, 
 date, run id). :func:`provenance` gives those values for this machine, now. :func:`load` refuses a
 file that is not what its schema says, naming the file, the row (its line in the file) and the value:
 
-* the file is whole: it ends where its last row ends (a line break after the last value) and every row
-  has as many values as the header, so a file cut short never loads as a shorter (or phantom) run;
+* the file is a recorded CSV: at most :data:`MAX_BYTES`, UTF-8 text, ending with a line break after its
+  last value, every row with as many values as the header. A file cut inside a row is therefore
+  refused (no phantom run from half a row); a file cut exactly at a row boundary is not: with no
+  footer or row count in the format, it cannot be told from a shorter run, and loads as one;
+* no row twice (the same values in every column), and for the schemas with a :attr:`Schema.key`, no
+  measurement twice;
 * required columns present, numbers that parse, timings finite and positive, dates real ISO days
   (``YYYY-MM-DD``; readers order runs by the parsed date), none after tomorrow;
 * every row agrees with its run: one run id carries one provenance (card, driver, versions, date), and
@@ -32,6 +36,7 @@ complete.
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import os
 import platform
@@ -196,13 +201,27 @@ def provenance(run_id: str | None = None) -> dict:
 # Files
 # ----------------------------------------------------------------------------------------------
 
+MAX_BYTES = 64 * 2**20
+"""Largest recorded CSV :func:`load` reads (64 MiB, some 250,000 benchmark rows: far more than any sweep
+records); a larger file is refused before any of it is read."""
+HEAD = 8192
+"""Bytes read from the start of a file to tell a text CSV from anything else."""
+
+
 def _read_text(path: Path) -> None:
-    """Refuse a file that is empty, not text, or cut short (it must end with a line break), naming it."""
+    """Refuse a file that is too large, empty, not text, or cut short (it must end with a line break),
+    naming it. Reads the first :data:`HEAD` bytes and the last one, never the whole file."""
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ValueError(f"{path} holds {size} bytes, more than the {MAX_BYTES} (64 MiB) a recorded CSV "
+                             f"may: it is not one moe-lab run. Split it into one file per run, or delete it")
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD)
+            fh.seek(max(size - 1, 0))
+            last = fh.read(1)
     except OSError as err:
         raise FileNotFoundError(f"cannot read recorded CSV {path}: {err.strerror or err}") from None
-    head = data[:8192]
     if not head.strip():
         raise ValueError(f"{path} is empty: not a recorded CSV (no header, no rows); delete it or record "
                          f"it again")
@@ -214,23 +233,47 @@ def _read_text(path: Path) -> None:
         if err.start < len(head) - 4:  # not merely a character cut at the 8 KB boundary
             raise ValueError(f"{path} is not a UTF-8 text CSV (byte {err.start}); delete it or record "
                              f"it again") from None
-    if not data.endswith((b"\n", b"\r")):
-        lines = data.count(b"\n") + 1
+    if last not in (b"\n", b"\r"):
+        with open(path, "rb") as fh:  # counted a chunk at a time: the file is never held whole
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) + 1
         raise ValueError(f"{path} ends in the middle of its last row (line {lines}, no line break after its "
                          f"last value): the file was cut short. Record it again, or delete that line")
 
 
 def _check_fields(path: Path) -> None:
-    """Every row has as many values as the header (a row cut short is not padded with empties)."""
-    import csv
+    """Every row has as many values as the header (a row cut short is not padded with empties), and the
+    whole file is UTF-8 text (read a line at a time)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            for line, row in enumerate(reader, start=2):
+                if row and len(row) != len(header):
+                    raise ValueError(f"{path}, row {line}: {len(row)} values, but the header names "
+                                     f"{len(header)} columns; the row was cut short or mangled: fix or "
+                                     f"re-record the file")
+    except UnicodeDecodeError:
+        offset, line, byte = _first_bad_utf8(path)
+        raise ValueError(f"{path} is not UTF-8 text: byte {offset} (line {line}) is {byte:#04x}, which UTF-8 "
+                         f"text does not hold there; delete the file or record it again") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}, line {reader.line_num}: not a readable CSV row ({err}); fix or re-record "
+                         f"the file") from None
 
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        for line, row in enumerate(reader, start=2):
-            if row and len(row) != len(header):
-                raise ValueError(f"{path}, row {line}: {len(row)} values, but the header names {len(header)} "
-                                 f"columns; the row was cut short or mangled: fix or re-record the file")
+
+def _first_bad_utf8(path: Path) -> tuple[int, int, int]:
+    """``(offset, line, value)`` of the first byte of ``path`` that is not UTF-8 text. A line at a time:
+    a line break is never part of a multi-byte character."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for line, text in enumerate(fh, start=1):
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return offset + err.start, line, text[err.start]
+            offset += len(text)
+    raise ValueError(f"{path}: no byte that is not UTF-8 text was found on a second reading; the file "
+                     f"changed while it was read")
 
 
 def load(path, schema: Schema) -> pd.DataFrame:
@@ -284,4 +327,4 @@ def write(df: pd.DataFrame, path, schema: Schema) -> Path:
 
 
 __all__ = ["KINDS", "PROVENANCE", "Column", "Rule", "Schema", "BENCH_BASELINES", "BENCH", "EP", "TUNING",
-           "HOSTCOST", "SCHEMAS", "slug", "provenance", "validate", "load", "write"]
+           "HOSTCOST", "SCHEMAS", "MAX_BYTES", "slug", "provenance", "validate", "load", "write"]

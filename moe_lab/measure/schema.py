@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 
 KINDS = ("text", "int", "count", "float", "time", "bool", "date")
-"""What a column holds. ``int``: a whole number > 0; ``count``: a whole number >= 0; ``float``: a
-finite number >= 0; ``time``: a finite number of microseconds > 0; ``bool``: True/False;
-``date``: an ISO date, ``YYYY-MM-DD`` (zero-padded, a real day)."""
+"""What a column holds. ``int``: a whole number > 0; ``count``: a whole number >= 0 (both at most
+:data:`INT_MAX`); ``float``: a finite number >= 0; ``time``: a finite number of microseconds > 0;
+``bool``: True/False; ``date``: an ISO date, ``YYYY-MM-DD`` (zero-padded, a real day)."""
+
+INT_MAX = 2**63 - 1
+"""Largest whole number a column holds: what an int64 column (pandas' ``Int64``) stores."""
 
 PROVENANCE = ("card", "driver", "cuda", "torch", "triton", "python", "date", "run_id")
 """Where and with what a row was measured; repeated on every row of a recorded CSV."""
@@ -90,7 +93,8 @@ class Schema:
 _TRUE = {"true", "1", "1.0", "yes"}
 _FALSE = {"false", "0", "0.0", "no"}
 _EXPECT = {
-    "int": "a whole number above 0", "count": "a whole number, 0 or more",
+    "int": "a whole number above 0 and at most 2**63 - 1",
+    "count": "a whole number, 0 or more and at most 2**63 - 1",
     "float": "a finite number, 0 or more", "time": "a finite number of microseconds above 0",
     "bool": "True or False", "date": "an ISO date such as 2026-11-26", "text": "text",
 }
@@ -132,7 +136,11 @@ def _parse(kind: str, value):
     if kind in ("int", "count"):
         if number != int(number) or number < (1 if kind == "int" else 0):
             raise ValueError(value)
-        return int(number)
+        text = str(value).strip()
+        whole = int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else int(number)  # digits: exact past 2**53
+        if whole > INT_MAX:
+            raise ValueError(value)
+        return whole
     if number < 0 or (kind == "time" and number == 0):
         raise ValueError(value)
     return number
@@ -188,12 +196,25 @@ def validate(df: pd.DataFrame, schema: Schema, source=None, *, first_line: int =
     _check_rules(out, schema, where, first_line)
     _check_runs(out, schema, source, where, first_line)
     if schema.key and all(k in out.columns for k in schema.key):
-        twice = out.duplicated(list(schema.key), keep=False)
-        if twice.any():
-            lines = [int(i) + first_line for i in range(len(out)) if twice.iloc[i]][:2]
-            raise ValueError(f"{where}, rows {lines[0]} and {lines[1]}: the same measurement twice "
-                             f"({', '.join(schema.key)}); keep one of them")
+        twice = _first_twice(out[list(schema.key)])
+        if twice:
+            raise ValueError(f"{where}, rows {twice[0] + first_line} and {twice[1] + first_line}: the same "
+                             f"measurement twice ({', '.join(schema.key)}); keep one of them")
+    twice = _first_twice(df)  # every value equal, as recorded
+    if twice:
+        raise ValueError(f"{where}, rows {twice[0] + first_line} and {twice[1] + first_line}: the same row "
+                         f"twice (every value equal): a row was recorded or copied twice; keep one of them")
     return out
+
+
+def _first_twice(frame: pd.DataFrame) -> tuple[int, int] | None:
+    """``(i, j)``: the first row ``j`` equal to an earlier row, and the first such earlier row ``i``."""
+    later = frame.duplicated(keep="first").to_numpy()
+    if not later.any():
+        return None
+    j = int(np.flatnonzero(later)[0])
+    groups = frame.groupby(list(frame.columns), dropna=False, sort=False).ngroup().to_numpy()
+    return int(np.flatnonzero(groups == groups[j])[0]), j
 
 
 def _check_orders(out: pd.DataFrame, schema: Schema, where: str, first_line: int) -> None:
@@ -254,4 +275,4 @@ def _check_runs(out: pd.DataFrame, schema: Schema, source, where: str, first_lin
                                  f"on one machine: fix or re-record the file")
 
 
-__all__ = ["KINDS", "PROVENANCE", "Column", "Rule", "Schema", "validate"]
+__all__ = ["KINDS", "INT_MAX", "PROVENANCE", "Column", "Rule", "Schema", "validate"]

@@ -12,6 +12,7 @@ defines ``choose(num_total, num_local) -> stage name`` instead and launches that
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -116,7 +117,7 @@ class Kernel:
         """Programs loop over tiles (a persistent or single-program grid)."""
         return self.grid in (PERSISTENT, SINGLE)
 
-    @property
+    @functools.cached_property  # read on every call of best: looked up once
     def zero_counts(self) -> bool:
         """The counts must be zeroed before a launch (the kernel adds into them)."""
         return self.writes in ZEROED_COUNTS

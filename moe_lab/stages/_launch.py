@@ -56,8 +56,8 @@ def outputs(topk_ids, num_local: int, adjusted_out=None, expert_count_out=None, 
     """``(adjusted, expert_count)``: the caller's buffers once checked, else fresh ones."""
     if adjusted_out is None and expert_count_out is None:  # the common call: two fresh tensors
         adjusted = torch.empty_like(topk_ids)
-        maker = torch.zeros if zero_counts else torch.empty
-        counts = maker(num_local, dtype=torch.int32, device=topk_ids.device)
+        # on topk_ids' device; new_zeros/new_empty parse fewer arguments than torch.zeros(..., device=)
+        counts = (topk_ids.new_zeros if zero_counts else topk_ids.new_empty)(num_local, dtype=torch.int32)
         if POISON is not None:
             adjusted.fill_(POISON)
             if not zero_counts:

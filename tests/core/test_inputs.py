@@ -135,11 +135,20 @@ def test_unknown_stage_names_the_choices(device):
     (lambda d: (good_ids(d), -1, 8), ValueError, r"current_expert_start_id must be >= 0, got -1"),
     (lambda d: (good_ids(d), 0, 0), ValueError, r"num_local_experts must be > 0, got 0"),
     (lambda d: (good_ids(d), "0", 8), TypeError, r"current_expert_start_id must be an integer, got str"),
-], ids=["negative start", "zero experts", "string start"])
+    (lambda d: (good_ids(d), 0, 2**24 + 1), ValueError,
+     r"num_local_experts=16777217 is more than the 16777216 \(2\*\*24\) local experts"),
+], ids=["negative start", "zero experts", "string start", "too many experts"])
 def test_drop_in_names_rtp_llm_arguments(make, error, pattern, device):
     topk_ids, start, num_local = make(device)
     with pytest.raises(error, match=pattern):
         moe_lab.recompute_topk_ids_sum_expert_count(topk_ids, start, num_local)
+
+
+@pytest.mark.parametrize("name", [["best"], None, {}, 3, b"best"], ids=repr)
+def test_a_stage_that_is_not_a_name_is_a_type_error_naming_stage(name, device):
+    with pytest.raises(TypeError, match=rf"stage must be a stage name \(a str\), got {type(name).__name__} "
+                                        rf"\({re.escape(repr(name))}\); choose one of: torch, row_loop"):
+        moe_lab.recombine(good_ids(device), 0, 8, stage=name)
 
 
 def test_recombine_takes_stage_keyword_only_by_that_name(device):
@@ -259,16 +268,129 @@ def test_best_accepts_neighbouring_buffers(device):
 
 def test_block_histogram_refuses_too_many_experts_before_allocating(monkeypatch, device):
     """num_local past MAX_BINS is refused before the counts (num_local int32s) are allocated."""
-    from moe_lab.stages import _launch, block_histogram
+    from moe_lab.stages import block_histogram
 
     made = []
-    real_zeros = torch.zeros
 
-    def counting_zeros(*args, **kwargs):
-        made.append(args)
-        return real_zeros(*args, **kwargs)
+    def counting(owner, name):
+        real = getattr(owner, name)
 
-    monkeypatch.setattr(_launch.torch, "zeros", counting_zeros)
-    with pytest.raises(ValueError, match=r"num_local=268435456 bins.*at most 1024.*stage='best'"):
-        block_histogram.run(good_ids(device), 0, 2**28)
+        def count(*args, **kwargs):
+            made.append((name, args))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, count)
+
+    for owner, name in [(torch, "zeros"), (torch, "empty"), (torch, "empty_like"),
+                        (torch.Tensor, "new_zeros"), (torch.Tensor, "new_empty")]:
+        counting(owner, name)
+    block_histogram.run(good_ids(device), 0, 8)
+    assert made, "the counting sees the allocations of a call that is not refused"
+    made.clear()
+    with pytest.raises(ValueError, match=r"num_local=1048576 bins.*at most 1024.*stage='best'"):
+        block_histogram.run(good_ids(device), 0, 2**20)
     assert made == []
+
+
+# --- tensors whose memory does not hold their values --------------------------------------------
+
+def negated(t):
+    """A lazy negated view: it reads as ``t`` while its memory holds ``-t``."""
+    return torch._neg_view(-t)
+
+
+def freed(t):
+    """``t``'s values in a tensor whose storage was then freed (as FSDP frees a parameter)."""
+    t = t.clone()
+    t.untyped_storage().resize_(0)
+    return t
+
+
+MEMORY_STATES = [
+    pytest.param(negated, r"has its negation bit set \(a lazy negated view.*pass {name}\.resolve_neg\(\)",
+                 id="negation bit"),
+    pytest.param(freed, r"has no memory behind its \d+ elements \(its data pointer is 0.*resize_\(0\)",
+                 id="freed storage"),
+]
+
+
+@pytest.mark.parametrize("stage_name", ALL_STAGES)
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64], ids=["int32", "int64"])
+@pytest.mark.parametrize("make, pattern", MEMORY_STATES)
+def test_ids_whose_memory_does_not_hold_them_are_refused(stage_name, dtype, make, pattern, device):
+    """The kernels read raw memory: a negated view would count the negated ids, a freed storage would be
+    read at address 0 (the torch stage crashed on a freed one)."""
+    ids = make(good_ids(device, dtype=dtype))
+    with pytest.raises(ValueError, match="topk_ids " + pattern.format(name="topk_ids")):
+        moe_lab.stage(stage_name).run(ids, 0, 8)
+
+
+@pytest.mark.parametrize("make, pattern", MEMORY_STATES)
+def test_the_drop_in_refuses_ids_whose_memory_does_not_hold_them(make, pattern, device):
+    with pytest.raises(ValueError, match="topk_ids " + pattern.format(name="topk_ids")):
+        moe_lab.recompute_topk_ids_sum_expert_count(make(good_ids(device)), 0, 8)
+
+
+@pytest.mark.parametrize("which", ["adjusted_out", "expert_count_out"])
+@pytest.mark.parametrize("make, pattern", MEMORY_STATES)
+def test_best_refuses_out_buffers_whose_memory_does_not_hold_them(which, make, pattern, device):
+    """A negated out-buffer would read back every written value negated; a freed one would be written
+    through address 0."""
+    ids = good_ids(device)
+    shape = ids.shape if which == "adjusted_out" else (8,)
+    buffer = make(torch.full(shape, 77, dtype=torch.int32, device=device))
+    with pytest.raises(ValueError, match=which + " " + pattern.format(name=which)):
+        best.run(ids, 0, 8, **{which: buffer})
+
+
+def test_views_and_grown_storages_are_accepted(device):
+    """No false alarm: a view into a larger storage (an offset, a partial row range) and a storage grown
+    past its tensor hold their values."""
+    pool = torch.full((64,), -1, dtype=torch.int32, device=device)
+    ids = good_ids(device)
+    want_ids, want_counts = verify.reference(ids, 0, 8)
+    pool[12:32] = ids.view(-1)
+    grown = ids.clone()
+    grown.untyped_storage().resize_(4096)
+    for t in (pool[12:32].view(5, 4), grown):
+        for stage_name in ("torch", "best"):
+            adjusted, counts = moe_lab.stage(stage_name).run(t, 0, 8)
+            assert torch.equal(adjusted, want_ids) and torch.equal(counts, want_counts), stage_name
+    out = torch.full((64,), 77, dtype=torch.int32, device=device)
+    adjusted, counts = best.run(ids, 0, 8, adjusted_out=out[4:24].view(5, 4), expert_count_out=out[40:48])
+    assert torch.equal(adjusted, want_ids) and torch.equal(counts, want_counts)
+
+
+def test_an_empty_negated_or_freed_tensor_holds_nothing_to_misread(device):
+    for make in (negated, freed):
+        adjusted, counts = best.run(make(torch.empty((0, 8), dtype=torch.int32, device=device)), 0, 8)
+        assert adjusted.shape == (0, 8) and counts.tolist() == [0] * 8
+
+
+# --- num_local has a stated maximum ------------------------------------------------------------
+
+def test_the_maximum_of_num_local_is_stated():
+    import inspect
+
+    from moe_lab import checks
+
+    assert checks.MAX_LOCAL == 2**24
+    stated = r'MAX_LOCAL = 2\*\*24\n"""Most local experts one call takes \(``num_local``\): 16,777,216'
+    assert re.search(stated, inspect.getsource(checks))
+
+
+@pytest.mark.parametrize("stage_name", ALL_STAGES)
+def test_num_local_past_the_maximum_is_refused_before_allocating(stage_name, device):
+    """A num_local of a global id or a size (2**31 - 3 used to try a 8 GiB allocation) is refused."""
+    for num_local in (2**24 + 1, 2**31 - 3):
+        with pytest.raises(ValueError, match=rf"num_local={num_local} is more than the 16777216 \(2\*\*24\) "
+                                             rf"local experts a call takes"):
+            moe_lab.stage(stage_name).run(good_ids(device), 0, num_local)
+
+
+@pytest.mark.parametrize("stage_name", ["torch", "best"])
+def test_num_local_at_the_maximum_is_taken(stage_name, device):
+    ids = torch.tensor([[3, 2**24 - 1, -1], [2**24, 0, 3]], dtype=torch.int32, device=device)
+    adjusted, counts = moe_lab.stage(stage_name).run(ids, 0, 2**24)
+    assert adjusted.tolist() == [[3, 2**24 - 1, -1], [-1, 0, 3]]
+    assert counts.shape == (2**24,) and counts.sum().item() == 4 and counts[3].item() == 2

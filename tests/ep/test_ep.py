@@ -516,6 +516,8 @@ def test_nccl_sweep_in_graph_mode_with_repeats(tmp_path):
     (dict(batches=[]), ValueError, "batches must hold at least one batch"),
     (dict(distributions="hot"), TypeError, "write distributions=['hot']"),
     (dict(distributions=["hot", "normal"]), ValueError, "distributions holds 'normal'"),
+    (dict(batches=[64, [64, 64]]), ValueError, "give batch [64, 64] with distribution 'uniform' twice"),
+    (dict(distributions=["hot", "hot"]), ValueError, "with distribution 'hot' twice"),
 ])
 def test_bad_sweep_arguments_are_refused_before_spawning(kwargs, error, words):
     with pytest.raises(error) as info:

@@ -94,6 +94,8 @@ def test_schema_refuses_an_unknown_kind():
     ("median_us", "-inf", "finite"),
     ("num_tokens", 2.5, "whole number"),
     ("num_tokens", 0, "above 0"),
+    ("bytes", "1e20", "at most 2**63 - 1"),
+    ("bytes", str(2**63), "at most 2**63 - 1"),
     ("correct", "maybe", "True or False"),
     ("date", "26/11/2026", "ISO date"),
     ("date", "2026-11-31", "ISO date"),
@@ -162,6 +164,63 @@ def test_binary_garbage_is_refused_by_name(tmp_path, garbage):
     path.write_bytes(garbage)
     with pytest.raises(ValueError, match=r"garbage\.csv is not a (UTF-8 )?text CSV"):
         records.load(path, records.BENCH)
+
+
+def test_whole_numbers_past_2_to_the_53_load_exactly(tmp_path):
+    """Digits are read as an integer, not through a float that would round 2**53 + 1 to 2**53."""
+    df = bench_rows()
+    df.loc[0, "bytes"] = 2**53 + 1
+    df.loc[0, "gbps"] = (2**53 + 1) / df.loc[0, "median_us"] / 1e3
+    assert records.load(write_csv(tmp_path, df), records.BENCH)["bytes"].iloc[0] == 2**53 + 1
+
+
+def test_a_byte_that_is_not_utf8_past_the_first_8_kb_is_refused_naming_byte_and_line(tmp_path):
+    path = write_csv(tmp_path, bench_rows(n=80), "late.csv")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"uniform", 9000) + 3  # past the 8 KB read to tell text from binary
+    data[at] = 0xE9  # latin-1's e-acute: not UTF-8 there
+    path.write_bytes(bytes(data))
+    line = data[:at].count(b"\n") + 1
+    with pytest.raises(ValueError, match=rf"late\.csv is not UTF-8 text: byte {at} \(line {line}\) is 0xe9"):
+        records.load(path, records.BENCH)
+    with pytest.raises(ValueError, match=r"late\.csv is not UTF-8 text"):
+        results.load(path)
+
+
+def test_a_row_the_csv_reader_cannot_read_is_refused_naming_its_line(tmp_path):
+    """A field past the csv module's limit (131,072 characters) is refused by name, not as a csv.Error."""
+    df = bench_rows()
+    df.loc[1, "preset"] = "x" * 200_000
+    with pytest.raises(ValueError, match=r"run\.csv, line 3: not a readable CSV row \(field larger than"):
+        records.load(write_csv(tmp_path, df), records.BENCH)
+
+
+def test_a_file_past_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as fh:  # sparse: takes no disk
+        fh.truncate(records.MAX_BYTES + 1)
+    with pytest.raises(ValueError, match=rf"huge\.csv holds {records.MAX_BYTES + 1} bytes, more than the "
+                                         rf"{records.MAX_BYTES} \(64 MiB\) a recorded CSV may"):
+        records.load(path, records.BENCH)
+    assert records.MAX_BYTES == 64 * 2**20
+
+
+def test_only_what_is_checked_is_read_from_a_file(tmp_path):
+    """A file of zeros under the size limit is refused as binary from its first 8 KB: it is never read
+    whole into memory (it used to be, to check those 8 KB)."""
+    import tracemalloc
+
+    path = tmp_path / "zeros.csv"
+    with open(path, "wb") as fh:
+        fh.truncate(48 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"zeros\.csv is not a text CSV \(it holds binary data\)"):
+            records.load(path, records.BENCH)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"loading held {peak} bytes at its peak"
 
 
 def test_a_missing_file_is_a_file_not_found_naming_it(tmp_path):

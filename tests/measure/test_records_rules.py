@@ -129,3 +129,39 @@ def test_ep_rows_agree_with_their_gathered_tokens(tmp_path):
     pd.DataFrame([row, dict(row, rank=1, num_slots=17)]).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"row 3: num_slots = gathered_tokens \* topk does not hold"):
         records.load(path, records.EP)
+
+
+def _ep_rows():
+    row = dict(world_size=2, backend="gloo", preset="mixtral", num_experts=8, topk=2, num_local=4,
+               distribution="uniform", gathered_tokens=64, num_slots=128, checks_passed=True, rank=0,
+               start=0, tokens_per_rank=32, padding_rows=0, local_slots=60, stage="best", kernel_mode="",
+               repeat=0, kernel_us=None, kernel_p20_us=None, kernel_p80_us=None, allgather_us=None,
+               allgather_p20_us=None, allgather_p80_us=None, allgather_bytes=None, card="cpu", driver="n/a",
+               cuda="n/a", torch="2.11.0", triton="3.6.0", python="3.12.3", date="2026-11-27", run_id="ep-1")
+    return pd.DataFrame([row, dict(row, rank=1, start=4, local_slots=68)])
+
+
+def _tuning_rows():
+    base = dict(card="NVIDIA H200", driver="580.159.04", cuda="13.0", torch="2.11.0", triton="3.6.0",
+                python="3.12.3", date="2026-11-26", script="tools/tune_gpu.py", run_id="2026-11-26_sweep")
+    return pd.DataFrame([dict(base, config="bh b4096 w4", us=21.4, slots=4096),
+                         dict(base, config="bh b2048 w4", us=22.9, slots=4096),
+                         dict(base, config="copy", us=None, slots=4096)])
+
+
+@pytest.mark.parametrize("rows, schema", [(_ep_rows, records.EP), (_tuning_rows, records.TUNING),
+                                          (bench_rows, records.BENCH)], ids=["ep", "tuning", "bench"])
+def test_a_row_recorded_twice_is_refused(tmp_path, rows, schema):
+    """EP and tuning files have no key that names one measurement; no row may still appear twice (a file
+    whose every row is doubled used to load as a run with twice the rows)."""
+    once = rows()
+    assert len(records.load(written(tmp_path, once, "once.csv"), schema)) == len(once)
+    every_row_twice = pd.concat([once, once], ignore_index=True)
+    with pytest.raises(ValueError, match=rf"twice\.csv, rows 2 and {len(once) + 2}: the same "
+                                         rf"(row twice \(every value equal\)|measurement twice)"):
+        records.load(written(tmp_path, every_row_twice, "twice.csv"), schema)
+    last_again = pd.concat([once, once.iloc[[-1]]], ignore_index=True)
+    with pytest.raises(ValueError, match=rf"rows {len(once) + 1} and {len(once) + 2}: the same"):
+        records.load(written(tmp_path, last_again, "last.csv"), schema)
+    with pytest.raises(ValueError, match="the same"):
+        records.write(every_row_twice, tmp_path / "written.csv", schema)

@@ -4,6 +4,7 @@ examples, predictions, the debugging puzzle."""
 from __future__ import annotations
 
 import exercise_kernels as K
+import numpy as np
 import pytest
 import torch
 
@@ -54,6 +55,21 @@ def test_check_with_hint_shows_that_level_only_on_failure():
     assert "level 2" not in passed.text
     with pytest.raises(ValueError, match="hint must be 0"):
         exercises.check("masked_block", K.masked_block_solution, hint=5)
+
+
+def test_hint_levels_may_be_numpy_integers_but_not_bools():
+    """A level computed with numpy (np.int64) is a level; True is not a level, and a float is not either."""
+    failed = exercises.check("masked_block", K.masked_block_other_zero, hint=np.int64(2))
+    assert "hint (level 2): " + exercises.EXERCISES["masked_block"].levels[1] in failed.text
+    assert str(exercises.hint("masked_block", np.int32(3))) == str(exercises.hint("masked_block", 3))
+    for level in (True, np.bool_(True), 1.0, "1", np.float64(1.0), 4, -1):
+        with pytest.raises(ValueError, match=r"hint must be 0 \(none\) or a level 1, 2 or 3, got "):
+            exercises.check("masked_block", K.masked_block_solution, hint=level)
+    from moe_lab.workbook.exercises import stable_rank
+
+    assert str(stable_rank.hint(np.int64(1))) == str(stable_rank.hint(1))
+    with pytest.raises(ValueError, match="level must be 1, 2 or 3, got True"):
+        stable_rank.hint(True)
 
 
 def test_solution_shows_the_shipped_answer_for_every_exercise():

@@ -71,8 +71,7 @@ def check(name: str, obj, *, hint: int = 0) -> CheckResult:
     ``hint`` level (a ValueError saying what to pass).
     """
     ex = exercise(name)
-    if isinstance(hint, bool) or not isinstance(hint, int) or not 0 <= hint <= 3:
-        raise ValueError(f"hint must be 0 (none) or a level 1, 2 or 3, got {hint!r}")
+    hint = learn.hint_level(hint, 0, "hint must be 0 (none) or a level 1, 2 or 3")
     with collecting() as lines:
         status = _run(ex, obj, hint)
     passed = status == "PASS"

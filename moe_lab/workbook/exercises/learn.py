@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -28,11 +29,24 @@ class Text:
     __str__ = __repr__
 
 
+def hint_level(value, lowest: int, refusal: str) -> int:
+    """``value`` as a hint level from ``lowest`` to 3: an int or an integer-like value (a numpy int), never a
+    bool; anything else raises ValueError with ``refusal`` followed by what was given."""
+    level = None
+    if not isinstance(value, bool):
+        try:
+            level = operator.index(value)
+        except TypeError:
+            pass
+    if level is None or not lowest <= level <= 3:
+        raise ValueError(f"{refusal}, got {value!r} ({type(value).__name__})")
+    return level
+
+
 def hint(name: str, level: int = 1) -> Text:
     """The level-``level`` hint of exercise ``name``: 1 a nudge, 2 more specific, 3 nearly the answer."""
     ex = exercise(name)
-    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 3:
-        raise ValueError(f"level must be 1, 2 or 3, got {level!r}: 1 is a nudge, 3 nearly the answer")
+    level = hint_level(level, 1, "level must be 1, 2 or 3 (1 is a nudge, 3 nearly the answer)")
     more = f" (hint('{name}', {level + 1}) says more)" if level < 3 else \
         f" (solution('{name}') shows the shipped answer)"
     return Text(f"{name}, hint {level} of 3: {ex.levels[level - 1]}{more}")

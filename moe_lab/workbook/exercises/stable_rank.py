@@ -23,7 +23,7 @@ import triton.language as tl
 from moe_lab import backend, interp
 from moe_lab.workbook.exercises import CheckResult, say
 from moe_lab.workbook.exercises.catalogue import EXERCISES
-from moe_lab.workbook.exercises.learn import Text
+from moe_lab.workbook.exercises.learn import Text, hint_level
 
 NAME = "stable_rank"
 SIGNATURE = [name for name, _ in EXERCISES[NAME].params]
@@ -131,9 +131,7 @@ def picture(adjusted, num_local: int) -> Text:
 
 
 def hint(level: int = 1) -> Text:
-    if level not in HINTS:
-        raise ValueError(f"level must be 1, 2 or 3, got {level!r}")
-    return Text(HINTS[level])
+    return Text(HINTS[hint_level(level, 1, "level must be 1, 2 or 3")])
 
 
 def solution():
