@@ -304,8 +304,7 @@ def speedup_table(df, stages, preset, distribution, mode="eager", over="previous
 
     ``over="previous"``: each stage over the one before it in ``stages``; column ``"a time / b time"``
     holds ``median(a) / median(b)``, what its name says: above 1 means ``b`` is faster than ``a``.
-    ``over=<stage name>``: every other stage over that one.
-    """
+    ``over=<stage name>``: every other stage over that one."""
     stages = list(stages)
     curves, absent, _, _ = _curves(df, stages + ([over] if over not in ("previous", *stages) else []),
                                    preset, distribution, mode)
@@ -316,15 +315,10 @@ def speedup_table(df, stages, preset, distribution, mode="eager", over="previous
         if over not in med:
             raise ValueError(f"over={over!r}: that stage is not in df for {preset}/{distribution}/{mode}")
         pairs = [(over, b) for b in stages if b != over]
-    cols = {speedup_name(a, b): med[a] / med[b] for a, b in pairs if a in med and b in med}
+    cols = {f"{a} time / {b} time": med[a] / med[b] for a, b in pairs if a in med and b in med}
     if not cols:
         raise ValueError(f"no pair of measured stages to compare among {stages} (absent: {absent})")
     return pd.DataFrame(cols).dropna(how="all")
-
-
-def speedup_name(a: str, b: str) -> str:
-    """The name of ``b``'s speed-up over ``a``, as the ratio it is: ``"a time / b time"``."""
-    return f"{a} time / {b} time"
 
 
 def _draw_speedup(ax, df, stages, preset, distribution, mode, over, short=False, legend=True):
@@ -390,8 +384,7 @@ def stage_grid(df, stages, preset, distributions=None, mode="eager",
 
 
 def figure_legend(fig):
-    """One legend for all the panels of ``fig``, outside them on the right (each label once), centred
-    in height so that it stays clear of a suptitle above the panels."""
+    """One legend for all panels of ``fig``, each label once: right of them, centred clear of a suptitle."""
     handles = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -403,5 +396,5 @@ def figure_legend(fig):
 
 
 __all__ = ["BASELINE_COLORS", "DISTRIBUTION_COLORS", "FONT", "FLAT", "GRAPH_NODE_US", "color", "marker",
-           "COPY_LABEL", "launch_bound", "figure_legend", "speedup_name", "routing_matrix", "routing_counts",
+           "COPY_LABEL", "launch_bound", "figure_legend", "routing_matrix", "routing_counts",
            "time_vs_tokens", "bandwidth", "bandwidth_table", "speedup", "speedup_table", "stage_grid"]
