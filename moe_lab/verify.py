@@ -43,7 +43,7 @@ def adversarial_cases(*, seed: int = 0, device=None, topks=(1, 2, 6, 8, 9)) -> l
                           "mix of -1, local and remote ids; 37 tokens is no multiple of any block"))
     cases += [
         Case("start=0, tail block", _rand(g, -1, 12, (45, 6)), 0, 4,
-             "expert 0 is local, so padding loaded as 0 (other=0) would be counted"),
+             "expert 0 is local, and 270 slots end inside a block: lanes past the end must count nothing"),
         Case("all padding (-1)", torch.full((33, 8), -1, dtype=torch.int32), 0, 8,
              "every slot is a sentinel: all -1, zero counts"),
         Case("every slot on one expert", torch.full((50, 8), 11, dtype=torch.int32), 8, 16,

@@ -139,6 +139,8 @@ FONT = 9
 FLAT = 1.5
 """A stage is launch-bound at the sizes, from the smallest up, whose time is within ``FLAT`` times its
 fastest time: there the time is fixed cost, and bytes / time says nothing about bandwidth."""
+COPY_LABEL = "device copy"
+"""The one legend label of the device copy, in every kind of panel (so a figure's legend lists it once)."""
 GRAPH_NODE_US = 1.0
 """About what one node of a replayed CUDA graph costs on its own (a memset, a tiny copy): the level
 under which no graph-mode call can go."""
@@ -212,7 +214,7 @@ def _draw_time(ax, df, stages, preset, distribution, mode, short=False, legend=T
                         lw=0)
     if not copy.empty:
         ax.plot(copy["num_tokens"], copy["median_us"], "--", color=color("copy"), lw=1,
-                label="device copy (floor)")
+                label=COPY_LABEL)  # the floor: no stage moves its bytes faster
     if mode == "graph":  # what a graph node costs on its own: no replayed call goes below it
         ax.axhline(GRAPH_NODE_US, color="#777777", lw=0.9, ls=":", label="one graph node, about 1 us")
     _log_axes(ax)
@@ -270,15 +272,15 @@ def _draw_bandwidth(ax, df, stages, preset, distribution, mode, relative, short=
             ax.plot(col.index[keep], col.values[keep], "-", marker=marker(s), ms=4, mfc="none", lw=1.3,
                     color=color(s), label=_label(s, rows))
     if relative:
-        ax.axhline(1.0, ls="--", color=color("copy"), lw=1, label="device copy = 1")
+        ax.axhline(1.0, ls="--", color=color("copy"), lw=1, label=COPY_LABEL)  # the copy's speed is 1
         ax.set_ylabel("fraction of a device copy's speed", fontsize=FONT)
     else:
         if not copy.empty:  # the copy too is launch-bound at small sizes: grey there
             flat = launch_bound(copy)
             ax.plot(copy["num_tokens"][flat], copy["gbps"][flat], "--", color="#bbbbbb", lw=1,
-                    label="_device copy (launch-bound)")
+                    label=f"_{COPY_LABEL} (launch-bound)")
             ax.plot(copy["num_tokens"][~flat], copy["gbps"][~flat], "--", color=color("copy"), lw=1,
-                    label="device copy")
+                    label=COPY_LABEL)
         ax.set_ylabel("GB/s (minimal bytes moved / time)", fontsize=FONT)
     _log_axes(ax)
     ax.set_xlabel("tokens", fontsize=FONT)
@@ -300,10 +302,9 @@ def bandwidth(df, stages, preset, distribution, mode="eager", relative=False, ax
 def speedup_table(df, stages, preset, distribution, mode="eager", over="previous") -> pd.DataFrame:
     """Speed-ups from the medians: one column per comparison, one row per number of tokens.
 
-    ``over="previous"``: each stage over the one before it in ``stages`` (column ``"b / a"`` holds
-    ``median(a) / median(b)``: above 1 means ``b`` is faster). ``over=<stage name>``: every other
-    stage over that one.
-    """
+    ``over="previous"``: each stage over the one before it in ``stages``; column ``"a time / b time"``
+    holds ``median(a) / median(b)``, what its name says: above 1 means ``b`` is faster than ``a``.
+    ``over=<stage name>``: every other stage over that one."""
     stages = list(stages)
     curves, absent, _, _ = _curves(df, stages + ([over] if over not in ("previous", *stages) else []),
                                    preset, distribution, mode)
@@ -314,7 +315,7 @@ def speedup_table(df, stages, preset, distribution, mode="eager", over="previous
         if over not in med:
             raise ValueError(f"over={over!r}: that stage is not in df for {preset}/{distribution}/{mode}")
         pairs = [(over, b) for b in stages if b != over]
-    cols = {f"{b} / {a}": med[a] / med[b] for a, b in pairs if a in med and b in med}
+    cols = {f"{a} time / {b} time": med[a] / med[b] for a, b in pairs if a in med and b in med}
     if not cols:
         raise ValueError(f"no pair of measured stages to compare among {stages} (absent: {absent})")
     return pd.DataFrame(cols).dropna(how="all")
@@ -325,9 +326,9 @@ def _draw_speedup(ax, df, stages, preset, distribution, mode, over, short=False,
     _, absent, _, sub = _curves(df, stages, preset, distribution, mode)
     for name in table.columns:
         col = table[name].dropna()
-        first = name.split(" / ")[0]
-        ax.plot(col.index, col.values, "-", marker=marker(first), ms=4, mfc="none", lw=1.3,
-                color=color(first), label=name)
+        faster = name.split(" / ")[1].removesuffix(" time")  # the line has the colour of the stage sped up
+        ax.plot(col.index, col.values, "-", marker=marker(faster), ms=4, mfc="none", lw=1.3,
+                color=color(faster), label=name)
     ax.axhline(1.0, ls="--", color="#555555", lw=1)
     _log_axes(ax)
     ax.set_xlabel("tokens", fontsize=FONT)
@@ -383,17 +384,17 @@ def stage_grid(df, stages, preset, distributions=None, mode="eager",
 
 
 def figure_legend(fig):
-    """One legend for all the panels of ``fig``, outside them on the right (each label once)."""
+    """One legend for all panels of ``fig``, each label once: right of them, centred clear of a suptitle."""
     handles = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=FONT,
+        fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=FONT,
                    frameon=False)
     return fig
 
 
 __all__ = ["BASELINE_COLORS", "DISTRIBUTION_COLORS", "FONT", "FLAT", "GRAPH_NODE_US", "color", "marker",
-           "launch_bound", "figure_legend", "routing_matrix", "routing_counts",
+           "COPY_LABEL", "launch_bound", "figure_legend", "routing_matrix", "routing_counts",
            "time_vs_tokens", "bandwidth", "bandwidth_table", "speedup", "speedup_table", "stage_grid"]

@@ -9,7 +9,15 @@ The model (calibrated on a learner walk: PyTorch-fluent, new to Triton):
   (:data:`LISTING_LINES` lines or more of other output) takes :data:`MINUTES_PER_ITEM` minute each;
   shorter printed output is read with the cell that prints it;
 * an exercise takes its own minutes (:attr:`.Exercise.minutes`, from reading its spec to a passing
-  check, so the cells of its stub and its check are not counted again).
+  check, so the cells of its stub and its check are not counted again);
+* a prediction (a ``predict(...)`` cell: reading the question and committing to an answer) takes
+  :data:`MINUTES_PER_PREDICTION` minute, its cell's code included;
+* what a learner reads once a check passes or a prediction is recorded counts too: each
+  ``after_check(name)`` / ``after_prediction(name)`` cell reveals a walk-through
+  (``walkthroughs/<name>.md``, ``walkthroughs/<name>.prediction.md``; none for
+  ``after_check(..., walkthrough=False)``), counted by the same rules from the file itself (its words,
+  the lines of the sources it embeds, a minute per table), whether or not the notebook's stored
+  outputs show it; what such a cell shows besides (a table, a listing) is counted from its outputs.
 
 Only the path part of a notebook counts towards the path: everything from a markdown heading that
 starts with ``Take-home`` (``## Take-home: ...``) to the end of the notebook is take-home, estimated
@@ -31,6 +39,8 @@ from pathlib import Path
 WORDS_PER_MINUTE = 180
 SECONDS_PER_CODE_LINE = 3
 MINUTES_PER_ITEM = 1
+MINUTES_PER_PREDICTION = 1
+"""A ``predict(...)`` cell: reading the question and committing to an answer."""
 LISTING_LINES = 10
 """Printed output of at least this many lines is a listing (a minute)."""
 CODE_DISPLAY = 'class="moe-lab-code"'
@@ -43,6 +53,8 @@ PLAN_MINUTES = 180
 
 _TAKE_HOME = re.compile(r"^#+\s*Take-home\b", re.I | re.M)
 _CHECK = re.compile(r"\bcheck\(\s*['\"](\w+)['\"]")
+_REVEAL = re.compile(r"\bafter_(check|prediction)\(\s*['\"](\w+)['\"]")
+_PREDICT = re.compile(r"(?<![\w.])predict\(\s*['\"]\w+['\"]")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _IMAGE_MD = re.compile(r"!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>", re.I)
 _TAGS = re.compile(r"<[^>]+>")
@@ -57,6 +69,8 @@ class Part:
     code_lines: int = 0
     items: int = 0
     """Figures, tables and long listings."""
+    predictions: int = 0
+    """``predict(...)`` cells."""
     exercises: tuple[str, ...] = ()
 
     @property
@@ -68,10 +82,11 @@ class Part:
     @property
     def minutes(self) -> float:
         return (self.words / WORDS_PER_MINUTE + self.code_lines * SECONDS_PER_CODE_LINE / 60
-                + self.items * MINUTES_PER_ITEM + self.exercise_minutes)
+                + self.items * MINUTES_PER_ITEM + self.predictions * MINUTES_PER_PREDICTION
+                + self.exercise_minutes)
 
     def __bool__(self) -> bool:
-        return bool(self.words or self.code_lines or self.items or self.exercises)
+        return bool(self.words or self.code_lines or self.items or self.predictions or self.exercises)
 
 
 @dataclass
@@ -121,7 +136,9 @@ def _markdown(text: str, part: Part) -> None:
     part.words += len(_WORD.findall(_TAGS.sub(" ", "\n".join(prose))))
 
 
-def _outputs(cell, part: Part) -> None:
+def _outputs(cell, part: Part, shown_already: frozenset = frozenset()) -> None:
+    """Count a cell's outputs; ``shown_already``: the plain text of walk-through parts counted from their
+    file (:func:`_walkthroughs`), and markdown outputs (a walk-through's text) are skipped as well."""
     for out in cell.get("outputs", []) or []:
         data = out.get("data") or {}
         if any(mime.startswith("image/") for mime in data):
@@ -130,11 +147,35 @@ def _outputs(cell, part: Part) -> None:
         html = data.get("text/html", "")
         html = "".join(html) if isinstance(html, list) else html
         text = out.get("text", "") if out.get("output_type") == "stream" else data.get("text/plain", "")
-        lines = [ln for ln in ("".join(text) if isinstance(text, list) else text).split("\n") if ln.strip()]
+        text = "".join(text) if isinstance(text, list) else text
+        if shown_already and ("text/markdown" in data or text in shown_already):
+            continue  # a walk-through part, counted from its file
+        lines = [ln for ln in text.split("\n") if ln.strip()]
         if CODE_DISPLAY in html:
             part.code_lines += len(lines)  # code shown from the library: read as code
         elif "<table" in html or len(lines) >= LISTING_LINES:
             part.items += 1
+
+
+def _walkthroughs(source: str, part: Part) -> frozenset:
+    """Count the walk-throughs that the ``after_check`` / ``after_prediction`` calls of a cell reveal;
+    returns the plain text of their parts (to skip in the cell's stored outputs)."""
+    from moe_lab.workbook.exercises import gated
+
+    shown = set()
+    calls = list(_REVEAL.finditer(source))
+    for i, call in enumerate(calls):
+        args = source[call.end():calls[i + 1].start() if i + 1 < len(calls) else len(source)]
+        if call[1] == "check" and re.search(r"walkthrough\s*=\s*False", args):
+            continue
+        suffix = ".md" if call[1] == "check" else ".prediction.md"
+        for piece in gated._parts(gated.WALKTHROUGHS / f"{call[2]}{suffix}"):
+            if isinstance(piece, gated.Markdown):
+                _markdown(piece.text, part)
+            else:  # a source it embeds, read as code
+                part.code_lines += sum(1 for ln in piece.text.split("\n") if ln.strip())
+            shown.add(repr(piece))
+    return frozenset(shown)
 
 
 def estimate(nb: dict, name: str) -> Estimate:
@@ -157,9 +198,11 @@ def estimate(nb: dict, name: str) -> Estimate:
             continue
         checked = _CHECK.findall(source)
         exercises[id(part)] += checked
-        if not checked and not has_solution(source) and "YOUR CODE HERE" not in source:
+        predictions = len(_PREDICT.findall(source))
+        part.predictions += predictions
+        if not (checked or predictions or has_solution(source) or "YOUR CODE HERE" in source):
             part.code_lines += sum(1 for ln in source.split("\n") if ln.strip())
-        _outputs(cell, part)
+        _outputs(cell, part, _walkthroughs(source, part))
     path.exercises = tuple(dict.fromkeys(exercises[id(path)]))
     home.exercises = tuple(dict.fromkeys(exercises[id(home)]))
     return Estimate(name, path, home)
@@ -175,12 +218,12 @@ def path_minutes(estimates: list[Estimate]) -> int:
 
 
 def table(estimates: list[Estimate]) -> str:
-    rows = [f"{'notebook':<38} {'words':>6} {'code lines':>10} {'fig/tab/list':>12} {'exercise min':>12} "
-            f"{'estimate':>8}  take-home part"]
+    rows = [f"{'notebook':<38} {'words':>6} {'code lines':>10} {'fig/tab/list':>12} {'predictions':>11} "
+            f"{'exercise min':>12} {'estimate':>8}  take-home part"]
     for e in estimates:
         home = (f"{e.take_home_minutes} min" if e.take_home else "-") if e.on_path else "(take-home notebook)"
         p = e.path if e.on_path else _merged(e.path, e.take_home)
-        rows.append(f"{e.notebook:<38} {p.words:>6} {p.code_lines:>10} {p.items:>12} "
+        rows.append(f"{e.notebook:<38} {p.words:>6} {p.code_lines:>10} {p.items:>12} {p.predictions:>11} "
                     f"{p.exercise_minutes:>12} {e.minutes:>5} min  {home}")
     on_path = [e for e in estimates if e.on_path]
     if on_path:
@@ -192,7 +235,8 @@ def table(estimates: list[Estimate]) -> str:
 
 
 def _merged(a: Part, b: Part) -> Part:
-    return Part(a.words + b.words, a.code_lines + b.code_lines, a.items + b.items, a.exercises + b.exercises)
+    return Part(a.words + b.words, a.code_lines + b.code_lines, a.items + b.items,
+                a.predictions + b.predictions, a.exercises + b.exercises)
 
 
 def main(argv=None) -> int:
@@ -218,6 +262,7 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["WORDS_PER_MINUTE", "SECONDS_PER_CODE_LINE", "MINUTES_PER_ITEM", "LISTING_LINES", "PATH",
+__all__ = ["WORDS_PER_MINUTE", "SECONDS_PER_CODE_LINE", "MINUTES_PER_ITEM", "MINUTES_PER_PREDICTION",
+           "LISTING_LINES", "PATH",
            "BREAK_MINUTES", "PLAN_MINUTES", "Part", "Estimate", "estimate", "estimate_file", "path_minutes",
            "table", "main"]

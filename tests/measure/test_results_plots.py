@@ -181,10 +181,10 @@ def test_time_vs_tokens_draws_every_stage_and_the_copy_floor_log_log():
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     lines = lines_by_label(fig)
-    assert set(lines) == set(STAGES) | {"device copy (floor)"}
+    assert set(lines) == set(STAGES) | {plots.COPY_LABEL}
     np.testing.assert_allclose(lines["naive"].get_xdata(), TOKENS)
     np.testing.assert_allclose(lines["naive"].get_ydata(), [median(df, "naive", n) for n in TOKENS])
-    np.testing.assert_allclose(lines["device copy (floor)"].get_ydata(),
+    np.testing.assert_allclose(lines[plots.COPY_LABEL].get_ydata(),
                                [median(df, "copy", n) for n in TOKENS])
     assert "Test Card 80GB" in ax.get_title() and "2026-11-26" in ax.get_title()
     assert [t.get_text() for t in ax.get_legend().get_texts()][:len(STAGES)] == STAGES
@@ -225,8 +225,8 @@ def test_bandwidth_absolute_and_relative_to_the_copy():
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert sum("launch-bound" in t for t in legend) == 1 and "tl_full" in legend
     copy = df[(df.stage == "copy") & (df.distribution == "hot")].sort_values("num_tokens")
-    np.testing.assert_allclose(lines["device copy"].get_ydata(), copy.gbps[~plots.launch_bound(copy)])
-    np.testing.assert_allclose(lines["_device copy (launch-bound)"].get_ydata(),
+    np.testing.assert_allclose(lines[plots.COPY_LABEL].get_ydata(), copy.gbps[~plots.launch_bound(copy)])
+    np.testing.assert_allclose(lines[f"_{plots.COPY_LABEL} (launch-bound)"].get_ydata(),
                                copy.gbps[plots.launch_bound(copy)])
     rel = plots.bandwidth_table(df, STAGES, "deepseek-v3", "uniform", relative=True)
     for n in TOKENS:
@@ -267,19 +267,22 @@ def test_series_that_coincide_still_show_and_colours_and_markers_differ():
     assert min(gaps) > 0.2  # no two stages in near-identical colours
 
 
-def test_speedup_over_previous_is_the_ratio_of_medians():
+def test_speedup_over_previous_is_the_ratio_of_medians_and_named_as_that_ratio():
     df = synthetic()
     table = plots.speedup_table(df, STAGES, "deepseek-v3", "uniform")
-    assert list(table.columns) == ["naive / torch", "tl_full / naive", "scalar_atomic / tl_full"]
+    assert list(table.columns) == ["torch time / naive time", "naive time / tl_full time",
+                                   "tl_full time / scalar_atomic time"]
     for n in TOKENS:
-        assert table.loc[n, "tl_full / naive"] == pytest.approx(
+        assert table.loc[n, "naive time / tl_full time"] == pytest.approx(
             median(df, "naive", n) / median(df, "tl_full", n))
-        assert table.loc[n, "naive / torch"] == pytest.approx(
+        assert table.loc[n, "torch time / naive time"] == pytest.approx(
             median(df, "torch", n) / median(df, "naive", n))
-    assert table["tl_full / naive"].iloc[0] == pytest.approx(90 / 8)
+    assert table["naive time / tl_full time"].iloc[0] == pytest.approx(90 / 8)
     fig = plots.speedup(df, STAGES, "deepseek-v3", "uniform")
     lines = lines_by_label(fig)
-    np.testing.assert_allclose(lines["scalar_atomic / tl_full"].get_ydata(), table["scalar_atomic / tl_full"])
+    sped_up = lines["tl_full time / scalar_atomic time"]
+    np.testing.assert_allclose(sped_up.get_ydata(), table["tl_full time / scalar_atomic time"])
+    assert matplotlib.colors.same_color(sped_up.get_color(), plots.color("scalar_atomic"))  # the faster one
     assert "previous stage" in fig.axes[0].get_title()
 
 
@@ -287,9 +290,10 @@ def test_speedup_over_a_named_stage():
     df = synthetic()
     table = plots.speedup_table(df, ["naive", "tl_full", "scalar_atomic"], "deepseek-v3", "hot",
                                 over="torch")
-    assert list(table.columns) == ["naive / torch", "tl_full / torch", "scalar_atomic / torch"]
+    assert list(table.columns) == ["torch time / naive time", "torch time / tl_full time",
+                                   "torch time / scalar_atomic time"]
     n = 4096
-    assert table.loc[n, "tl_full / torch"] == pytest.approx(
+    assert table.loc[n, "torch time / tl_full time"] == pytest.approx(
         median(df, "torch", n, "hot") / median(df, "tl_full", n, "hot"))
     with pytest.raises(ValueError, match="over='nope'"):
         plots.speedup_table(df, ["naive"], "deepseek-v3", "hot", over="nope")
@@ -321,7 +325,7 @@ def test_correct_column_keeps_unchecked_rows_as_missing(tmp_path):
     assert got.loc[got.stage == "tl_full", "correct"].all()
     assert (~got.loc[(got.stage == "naive") & (got.num_tokens == 64), "correct"]).all()
     lines = lines_by_label(plots.time_vs_tokens(got, ["naive", "tl_full"], "deepseek-v3", "uniform"))
-    assert set(lines) == {"naive (INCORRECT)", "tl_full", "device copy (floor)"}
+    assert set(lines) == {"naive (INCORRECT)", "tl_full", plots.COPY_LABEL}
 
 
 def test_incorrect_results_are_labelled():
@@ -341,7 +345,7 @@ def test_stage_grid_has_one_column_per_distribution():
                                 bandwidth_relative=False)
     assert [a.get_title() for a in absolute.axes] == ["achieved bandwidth: uniform",
                                                       "achieved bandwidth: hot"]
-    assert "device copy" in lines_by_label(absolute, 1)
+    assert plots.COPY_LABEL in lines_by_label(absolute, 1)
     with pytest.raises(ValueError, match="kinds"):
         plots.stage_grid(synthetic(), STAGES, "deepseek-v3", kinds=("pie",))
 
@@ -359,6 +363,20 @@ def test_stage_grid_has_one_legend_outside_every_panel_and_readable_fonts():
         assert not box.overlaps(ax.get_window_extent(renderer))
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip() and t.get_visible()]
     assert texts and min(t.get_fontsize() for t in texts) >= plots.FONT >= 9
+
+
+@pytest.mark.parametrize("distributions,kinds", [(["uniform", "hot"], ("time", "bandwidth", "speedup")),
+                                                 (["uniform", "hot"], ("time",)), (["hot"], ("time",))])
+def test_stage_grid_legend_lists_the_copy_once_and_leaves_the_suptitle_readable(distributions, kinds):
+    for relative in (False, True):
+        fig = plots.stage_grid(synthetic(), STAGES, "deepseek-v3", distributions=distributions, kinds=kinds,
+                               bandwidth_relative=relative)
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert sum("device copy" in lab for lab in labels) == 1, labels  # time and bandwidth panels alike
+        renderer = drawn(fig)
+        title = fig._suptitle.get_window_extent(renderer)
+        assert not fig.legends[0].get_window_extent(renderer).overlaps(title), (distributions, kinds)
+        assert "2026-11-26" in fig._suptitle.get_text()
 
 
 def test_single_plot_legend_sits_beside_the_axes():

@@ -1,7 +1,8 @@
 """The time estimate (:mod:`moe_lab.workbook.timetable`) and the timetables held to it.
 
-* the model, on small notebooks: words, code lines, figures, tables, listings, exercise minutes and the
-  take-home split, each counted the way the module says;
+* the model, on small notebooks: words, code lines, figures, tables, listings, exercise minutes,
+  predictions, the walk-throughs revealed after a check or a prediction, and the take-home split, each
+  counted the way the module says;
 * the real notebooks: each path notebook's ``**Time:** NN min`` line, the instructor guide's timetable
   and notebooks/README.md's table agree with the estimate within :data:`TOLERANCE_MIN` minutes, and the
   path 00-07 with its break is estimated at no more than :data:`PATH_LIMIT_MIN` minutes.
@@ -65,6 +66,56 @@ def test_an_exercise_counts_its_own_minutes_not_its_cells():
     assert e.path.exercises == ("block_size",) and e.path.code_lines == 0
     assert e.path.exercise_minutes == EXERCISES["block_size"].minutes
     assert e.minutes == round(1 / 180 + EXERCISES["block_size"].minutes)
+
+
+def test_a_prediction_counts_its_minute_not_its_cells_code():
+    recorded = new_output("execute_result",
+                          data={"text/plain": "relaxed: prediction recorded\n  a\n  b\n  c"})
+    said = new_code_cell('predict("relaxed",\n        faster_at_1_token=True,\n'
+                         '        faster_at_1M_tokens=False,\n        )', outputs=[recorded])
+    e = _estimate(new_markdown_cell("Predict"), said, new_code_cell("x = predicted('relaxed')"))
+    assert e.path.predictions == 1 and e.path.code_lines == 1  # the other cell's line only
+    assert e.minutes == round(1 / 180 + timetable.MINUTES_PER_PREDICTION + 3 / 60)
+
+
+@pytest.fixture
+def walkthrough_file(tmp_path, monkeypatch):
+    """A walk-through of ``block_size`` with 11 words of prose, one embedded source and one table."""
+    from moe_lab.workbook.exercises import gated
+
+    monkeypatch.setattr(gated, "WALKTHROUGHS", tmp_path)
+    (tmp_path / "block_size.md").write_text(
+        "### Shipped\n\n" + " ".join(["word"] * 10) + "\n\n{{source moe_lab.stages.tl_full:block_size}}\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (tmp_path / "relaxed.prediction.md").write_text(" ".join(["word"] * 90) + "\n")
+    return tmp_path
+
+
+def test_a_revealed_walkthrough_counts_from_its_file_once_shown_or_not(walkthrough_file):
+    from moe_lab.stages import tl_full
+    from moe_lab.workbook.show import show_source
+
+    code = show_source(tl_full.block_size)
+    source_lines = sum(1 for ln in code.text.split("\n") if ln.strip())
+    cell = 'after_check("block_size", lambda: table())'
+    gated_only = _estimate(new_code_cell(cell, outputs=[new_output("display_data", data={
+        "text/plain": "block_size: the shipped answer ... appear here once check passes"})]))
+    assert (gated_only.path.words, gated_only.path.items) == (1 + 10, 1)  # heading, prose; the table
+    assert gated_only.path.code_lines == 1 + source_lines  # the cell's line and the embedded source
+    revealed = _estimate(new_code_cell(cell, outputs=[
+        new_output("display_data", data={"text/markdown": "### Shipped\n\nword", "text/plain": "x"}),
+        new_output("display_data", data={"text/html": f'<div class="moe-lab-code">{code.text}</div>',
+                                         "text/plain": repr(code)}),
+        new_output("display_data", data={"text/markdown": "| a | b |", "text/plain": "| a | b |"}),
+        new_output("display_data", data={"text/html": "<table><tr><td>1</td></tr></table>",
+                                         "text/plain": "1"})]))  # what the cell shows besides: a table
+    assert (revealed.path.words, revealed.path.code_lines) == (gated_only.path.words,
+                                                               gated_only.path.code_lines)
+    assert revealed.path.items == gated_only.path.items + 1
+    none = _estimate(new_code_cell('after_check("block_size", debug_kernel, walkthrough=False)'))
+    assert (none.path.words, none.path.code_lines, none.path.items) == (0, 1, 0)
+    prediction = _estimate(new_code_cell('after_prediction("relaxed", table)'))
+    assert prediction.path.words == 90 and prediction.minutes == round(90 / 180 + 3 / 60)
 
 
 def test_a_take_home_heading_ends_the_path_part():
