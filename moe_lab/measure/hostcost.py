@@ -123,9 +123,13 @@ def measure(process: str, slots=SLOTS, calls: int = CALLS, repeats: int = REPEAT
 
 
 def run_fresh(slots=SLOTS, calls: int = CALLS, repeats: int = REPEATS, env=None) -> list[dict]:
-    """:func:`measure` in a new Python process (the same file, so the same ``moe_lab`` it imports)."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--process", "fresh", "--json", "--calls", str(calls),
-           "--repeats", str(repeats), "--slots", *map(str, slots)]
+    """:func:`measure` in a new Python process that imports this same ``moe_lab`` (its folder first on the
+    child's path, whether it is installed or run from a checkout)."""
+    cmd = [sys.executable, "-m", "moe_lab.measure.hostcost", "--process", "fresh", "--json", "--calls",
+           str(calls), "--repeats", str(repeats), "--slots", *map(str, slots)]
+    env = dict(os.environ if env is None else env)
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds moe_lab/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if out.returncode:
         raise RuntimeError(f"the fresh process failed: {out.stderr.strip()[-800:]}")
