@@ -7,7 +7,7 @@ the compiled kernel is kept with its grid and constexprs, and later launches wit
 their arguments straight to its launcher, skipping Triton's per-call binding and specialisation. The
 key holds everything Triton specialises these kernels on (tensor dtype, 16-byte pointer alignment,
 integers equal to 1 or divisible by 16), so the kernel reused is the one Triton would pick
-(``tests/test_launch_rule.py`` checks that against Triton itself). Under the interpreter, with launch
+(``tests/core/test_launch_rule.py`` checks that against Triton itself). Under the interpreter, with launch
 hooks installed (a profiler) or with unaligned tensors, every launch goes through Triton.
 """
 

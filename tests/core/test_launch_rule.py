@@ -51,7 +51,7 @@ def recorded(monkeypatch):
 @pytest.mark.parametrize("num_tokens, topk, num_local", SHAPES)
 def test_real_launch_is_the_models_launch(stage_name, num_tokens, topk, num_local, recorded, seed):
     if stage_name == "row_loop" and topk & (topk - 1):
-        pytest.skip("row_loop refuses a topk that is not a power of two (tests/test_stages.py)")
+        pytest.skip("row_loop refuses a topk that is not a power of two (tests/core/test_stages.py)")
     if stage_name in ("naive", "row_loop") and num_tokens * topk > 6000:
         pytest.skip("the serial stages are slow in the interpreter")
     ids = ids_for(seed, (num_tokens, topk), 5 * num_local)

@@ -241,3 +241,18 @@ def test_relative_links_resolve(page):
         if "://" in target or target.startswith("mailto:"):
             continue
         assert (path.parent / target).exists(), f"{page} links {target}, which does not exist"
+
+
+def test_every_named_test_file_exists():
+    """A test file named in code, docs or notebooks (``tests/core/test_stages.py``, or a glob such as
+    ``tests/core/test_dispatch*.py``) is where it says, so a reader who follows the name finds it."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    missing = []
+    for name in files:
+        if not name.endswith((".py", ".md", ".ipynb", ".toml", ".yml", "Makefile")):
+            continue
+        text = (REPO / name).read_text(errors="replace")
+        for named in set(re.findall(r"\btests/[\w/]*test_[\w*]*\.py", text)):
+            if not list(REPO.glob(named)):
+                missing.append(f"{name}: {named}")
+    assert not missing, "test files named but not there:\n" + "\n".join(sorted(missing))
