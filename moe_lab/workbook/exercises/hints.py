@@ -56,7 +56,8 @@ HINTS: dict[str, tuple[str, str]] = {
                            "use plain pointer arithmetic (ptr + offsets) with tl.load / tl.store: the "
                            "checker follows those"),
     "load_out_of_bounds": ("the kernel read topk_ids outside its slots",
-                           "mask the load: tl.load(ids_ptr + offs, mask=offs < num_total, other=-1)"),
+                           "mask the load (mask=offs < num_total), so lanes past the end read nothing; then choose the "
+                           "value they get instead (other=...) so that it is never counted as local"),
     "store_out_of_bounds": ("the kernel wrote adjusted outside its slots",
                             "mask the store with the in-bounds mask: tl.store(..., mask=offs < num_total)"),
     "wrote_input": ("the kernel wrote into topk_ids", "topk_ids is the input: store into adjusted_ptr"),
