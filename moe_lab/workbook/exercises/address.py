@@ -193,7 +193,10 @@ class AddressCheck:
             if on_scratch.any():
                 self.usage.scopes.add(_name(scope))
             ticket = keep & (scratch.index(np.asarray(addrs)) == scratch.n - 1)
-            if op == "add" and (on_scratch & ~ticket).any():
+            adds = on_scratch & ~ticket
+            if values is not None:  # adding 0 changes nothing: a read of the totals, not an add
+                adds = adds & (np.broadcast_to(np.asarray(values), adds.shape) != 0)
+            if op == "add" and adds.any():
                 self._steps.add(self.usage, hooks.builder().grid_idx[0])
             if ticket.any() and op == "add":
                 self.usage.ticket_sems.add(_name(sem))

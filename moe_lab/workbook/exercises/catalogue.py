@@ -78,7 +78,8 @@ class Exercise:
 
 
 _COMMON = ("signature", "power_of_two", "compile_error", "timeout", "process_exit", "learner_exit",
-           "python_helper", "recursion", "loop_exit", "global_value", "gpu_compile", "source_unreadable",
+           "python_helper", "recursion", "loop_exit", "global_value", "gpu_compile", "compile_slow",
+           "source_unreadable",
            "host_help", "unsupported_memory", "wrote_input", "launch_fixed", "not_permitted")
 _SLOTS = ("tile_offset", "load_out_of_bounds", "store_out_of_bounds", "padded_as_zero", "poison_left",
           "not_subtracted", "remote_counted", "below_start", "local_missed")

@@ -24,12 +24,19 @@ machine cannot compile for the target at all.
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import json
 import os
 import sys
 import tempfile
 import types
+
+PURE_BUILTINS = {name: getattr(builtins, name) for name in (
+    "abs", "bool", "divmod", "float", "int", "len", "max", "min", "pow", "range", "round", "sum",
+    "tuple", "True", "False", "None")}
+"""What a kernel's ``def`` line may use (defaults such as ``max(64, 1)``): arithmetic only, nothing that
+reaches modules, files or attributes."""
 
 
 class _StandIn:
@@ -130,7 +137,7 @@ def _build(job: dict, tmp: str):
     jitted, spaces = [], []
     build = _builder(jitted)
     for i, fn in enumerate(job["functions"]):
-        space = {"__name__": f"kernel_source_{i}", "__builtins__": {}}  # no builtins to reach through
+        space = {"__name__": f"kernel_source_{i}", "__builtins__": dict(PURE_BUILTINS)}  # arithmetic only
         space.update({name: build(spec) for name, spec in fn["globals"].items()})
         path = os.path.join(tmp, f"{fn['name']}_{i}.py")
         with open(path, "w") as fh:

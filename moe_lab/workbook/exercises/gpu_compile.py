@@ -31,7 +31,6 @@ import sys
 import textwrap
 import types
 
-from moe_lab import interp
 from moe_lab.workbook.exercises.catalogue import Exercise
 from moe_lab.workbook.exercises.diagnose import message_line
 from moe_lab.workbook.exercises.report import say, say_level
@@ -39,7 +38,7 @@ from moe_lab.workbook.exercises.source import function_node, local_names, scope_
 
 ARCH = 90
 """The GPU the check compiles for: sm_90 (H100, H200)."""
-BUDGET_S = 120.0
+BUDGET_S = 50.0
 """Seconds the compile subprocess may take."""
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compile_worker.py")
 _PLAIN = (int, float, bool, str, type(None))
@@ -75,11 +74,23 @@ def _def_source(kernel) -> tuple[str, ast.FunctionDef]:
     return text, node
 
 
+def _kernel_function(value):
+    """The Python function of a ``@triton.jit`` object of Triton's own classes (not a subclass, whose
+    attributes could be the learner's properties), else None. Nothing here runs the learner's code."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    if type(value) not in (JITFunction, InterpretedFunction):
+        return None
+    fn = vars(value).get("fn")
+    return fn if type(fn) is types.FunctionType else None
+
+
 def _triton_object(value) -> dict | None:
     """``{"import": [module, qualname]}`` for a function, class or jitted function of Triton's own."""
-    fn = getattr(value, "fn", value) if interp.is_kernel(value) else value
-    if not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
-        return None
+    fn = _kernel_function(value) or value
+    if type(fn) not in (types.FunctionType, types.BuiltinFunctionType, type):  # exact types: their
+        return None  # attributes below are plain data, no property of the learner's runs here
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
     if not (isinstance(module, str) and isinstance(qualname, str) and module.split(".")[0] == "triton"):
         return None
@@ -109,7 +120,7 @@ def _spec(value, name: str, attrs_used, add) -> dict:
     imported = _triton_object(value)
     if imported:
         return imported
-    if interp.is_kernel(value):
+    if _kernel_function(value) is not None:
         return {"jit": add(value)}
     if kind in _PLAIN:
         return {"value": value}
@@ -133,7 +144,7 @@ def job(ex: Exercise, kernel) -> dict:
     index: dict[int, int] = {}
 
     def add(k) -> int:
-        fn = getattr(k, "fn", k)
+        fn = _kernel_function(k) or k
         if id(fn) in index:
             return index[id(fn)]
         index[id(fn)] = len(functions)
@@ -235,7 +246,7 @@ def check(ex: Exercise, kernel, level: int = 0, progress=None) -> bool:
         f"kernel as Python, but Triton cannot compile it")
     if "stopped" in result:
         say(f"    found: {result['stopped']}")
-        say(f"  hint: {ex.hint('gpu_compile')}")
+        say(f"  hint: {ex.hint('compile_slow' if 'took more than' in result['stopped'] else 'gpu_compile')}")
     else:
         chain = [tuple(m.split(": ", 1)) if ": " in m else (m, "") for m in result.get("messages", [])]
         line = message_line(chain) or "no message"

@@ -46,6 +46,9 @@ HINTS: dict[str, tuple[str, str]] = {
     "gpu_compile": ("the kernel runs in the interpreter but Triton cannot compile it for a GPU",
                     "the interpreter runs the kernel as Python, which accepts more than Triton's compiler: "
                     "change the line named above so that Triton compiles it, and run its cell again"),
+    "compile_slow": ("compiling the kernel for a GPU did not finish in time",
+                     "Triton unrolls tl.static_range loops and loops over constexpr bounds while it "
+                     "compiles: a very long one never finishes; loop with range() over a runtime bound"),
     "source_unreadable": ("the kernel's source could not be read, so it could not be compiled",
                           "define the kernel (and the @triton.jit helpers it calls) in a notebook cell or a "
                           ".py file, not through exec or an interactive prompt, then check again"),
@@ -56,8 +59,8 @@ HINTS: dict[str, tuple[str, str]] = {
                            "use plain pointer arithmetic (ptr + offsets) with tl.load / tl.store: the "
                            "checker follows those"),
     "load_out_of_bounds": ("the kernel read topk_ids outside its slots",
-                           "mask the load (mask=offs < num_total), so lanes past the end read nothing; then choose the "
-                           "value they get instead (other=...) so that it is never counted as local"),
+                           "mask the load (mask=offs < num_total), so lanes past the end read nothing; "
+                           "then choose the value they get instead (other=...): one never counted as local"),
     "store_out_of_bounds": ("the kernel wrote adjusted outside its slots",
                             "mask the store with the in-bounds mask: tl.store(..., mask=offs < num_total)"),
     "wrote_input": ("the kernel wrote into topk_ids", "topk_ids is the input: store into adjusted_ptr"),

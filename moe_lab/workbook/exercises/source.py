@@ -17,9 +17,14 @@ _KERNEL_BUILTINS = {"range", "min", "max", "print", "int", "float", "bool", "len
 
 
 def source(obj) -> str | None:
-    src = getattr(obj, "src", None)  # JITFunction
-    if isinstance(src, str):
-        return src
+    """The source of what runs: a compiled kernel's ``src`` (read-only there), else the text of the
+    Python function the interpreter runs, never an ``src`` attribute someone set on it."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if not isinstance(obj, InterpretedFunction):
+        src = getattr(obj, "src", None)  # JITFunction: the text Triton compiles
+        if isinstance(src, str):
+            return src
     fn = getattr(obj, "fn", obj)  # InterpretedFunction wraps the Python function in .fn
     try:
         return inspect.getsource(fn)
