@@ -53,6 +53,7 @@ import select
 import signal
 import struct
 import sys
+import threading
 import time
 import warnings
 
@@ -232,6 +233,31 @@ def _message(data: bytes):
     return message
 
 
+class _Interrupts:
+    """While the parent waits for its child: SIGINT unblocked in this (main) thread and raising
+    ``KeyboardInterrupt``, as Python's default handler does, unless the process ignores SIGINT on
+    purpose; ``restore()`` puts back what was there. Elsewhere than the main thread it does nothing."""
+
+    def __init__(self):
+        self.previous = self.blocked = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.SIG_IGN:
+            return
+        try:
+            self.previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        except ValueError:  # not allowed here (an embedded interpreter)
+            return
+        self.blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    def restore(self) -> None:
+        if self.blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = None):
     """``fn(*args)`` in a forked child; its result (plain data: it travels as JSON).
 
@@ -258,6 +284,7 @@ def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = Non
     except OSError:
         pass
     reaped = False
+    interrupts = _Interrupts()  # a real Ctrl-C stops the wait below, whatever handler the process has
     try:
         start = time.monotonic()
         deadline = start + budget_s
@@ -313,6 +340,7 @@ def run(fn, *args, budget_s: float, on_message=None, total_s: float | None = Non
                     reaped = True
                     raise RuntimeError(f"the checker failed in its child process: {message[2]}")
     finally:
+        interrupts.restore()
         os.close(read)
         if not reaped:  # an interrupt, or an error of our own: never leave the child running
             _kill(pid)
