@@ -3,10 +3,10 @@ signatures, plain Python helpers and host-side help are all reported in a FAIL b
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import exercise_kernels as K
+import interrupting
 import pytest
 import triton
 import triton.language as tl
@@ -63,30 +63,11 @@ def test_an_endless_block_size_is_stopped(short_budget):
     assert not ok and "did not finish: check your loop bounds" in out, out
 
 
-def test_a_real_interrupt_still_stops_the_check(short_budget, monkeypatch):
+def test_a_real_interrupt_still_stops_the_check():
     """Ctrl-C (SIGINT) during a check stops it: KeyboardInterrupt reaches the caller."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals reach the main thread only")
-    monkeypatch.setattr(sandbox, "BUDGET_S", 30.0)
-    main = threading.main_thread().ident
-    done = threading.Event()
-
-    def press_ctrl_c():  # like a learner: after half a second, and again every 5 s until the check stops
-        wait = 0.5
-        while not done.wait(wait):
-            signal.pthread_kill(main, signal.SIGINT)
-            wait = 5.0
-
-    presser = threading.Thread(target=press_ctrl_c, daemon=True)
-    presser.start()
-    try:
-        result = exercises.check("masked_block", endless_while)
-    except KeyboardInterrupt:
-        return
-    finally:
-        done.set()
-        presser.join()
-    pytest.fail(f"Ctrl-C did not stop the check; it returned:\n{result.text}")
+    out, left = interrupting.press_ctrl_c_during("test_exercises_hostile", "endless_while")
+    assert "interrupted" in out, out
+    assert not left, f"processes left running: {left}"
 
 
 # ------------------------------------------------------------------------------- exits and interrupts
