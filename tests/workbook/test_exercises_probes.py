@@ -62,21 +62,6 @@ def test_the_process_survives_exits_and_keeps_checking():
     assert exercises.check("masked_block", P.masked_block_cas_retry_loop)
 
 
-def _children() -> list[int]:
-    """Processes whose parent is this one (Linux /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid() and fields[0] != "Z":
-                out.append(int(entry))
-    return out
-
-
 def test_a_real_interrupt_stops_the_check_and_its_child():
     """Ctrl-C (Jupyter's Stop button) while the child runs an endless loop: KeyboardInterrupt reaches
     the caller and no child is left running."""
