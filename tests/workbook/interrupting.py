@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     except KeyboardInterrupt:
         print("interrupted", flush=True)
     else:
-        print("returned:", result.status, flush=True)
+        print("returned:", result.status, result.text, flush=True)
 """)
 
 
