@@ -1,8 +1,8 @@
 """Ctrl-C during a check, as Jupyter's Stop button sends it: SIGINT to the process that runs ``check``.
 
-The check runs in a Python process of its own (the test process's signal state is pytest's and its
-plugins', not a notebook kernel's); the test presses Ctrl-C once the check is under way and reads what
-happened."""
+The check runs in a Python process of its own with SIGINT handled as in a notebook kernel (a process
+inherits an ignored SIGINT from the one that starts it, and the test process's signal state is pytest's
+and its plugins'); the test presses Ctrl-C once the check is under way and reads what happened."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {here!r})
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a notebook kernel has it, whatever
+    sys.path.insert(0, {here!r})                               # the process that started this one had
     import importlib
     from moe_lab.workbook.exercises import check, sandbox
     sandbox.BUDGET_S = 60.0

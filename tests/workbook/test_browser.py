@@ -209,6 +209,7 @@ def lab(tmp_path_factory):
     for old in [*ARTIFACTS.glob("solution-*.png"), *ARTIFACTS.glob("student-*.png")]:  # this run's only
         old.unlink()
     port, token = free_port(), secrets.token_hex(16)
+    sigint = signal.getsignal(signal.SIGINT)  # the browser's driver may leave SIGINT ignored: put it back
     log_path = tmp / "jupyter.log"
     with open(log_path, "w") as log:
         server = start_lab(root, tmp / "home", port, token, log)
@@ -223,6 +224,8 @@ def lab(tmp_path_factory):
     finally:
         stop(server)
         shutil.copy(log_path, ARTIFACTS / "jupyter.log")
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
 
 
 def wait_for_kernel(page, lab, shot):
